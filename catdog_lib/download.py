@@ -1,0 +1,452 @@
+"""Get the cats-vs-dogs photos: from Kaggle, Microsoft's PetImages zip, or Oxford-IIIT Pet.
+
+Every source ends as a folder that ``layout.find_dataset`` reads. Downloads resume, archives are
+extracted safely (nothing outside the destination, no links or devices), and a finished dataset is
+marked so that asking again does nothing.
+"""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+import http.client
+import json
+import os
+import shutil
+import socket
+import stat
+import tarfile
+import tempfile
+import urllib.error
+import urllib.request
+import warnings
+import zipfile
+import zlib
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
+from pathlib import Path, PurePosixPath, PureWindowsPath
+
+from tqdm.auto import tqdm
+
+from .errors import CatdogError
+from .images import image_problem
+from .layout import is_image_file
+
+SOURCES = ("kaggle", "petimages", "oxford-pets")
+KAGGLE_DATASET = "tongpython/cat-and-dog"
+PETIMAGES_URL = (
+    "https://download.microsoft.com/download/3/E/1/3E1C3F21-ECDB-4869-8368-6DEBA77B919F/"
+    "kagglecatsanddogs_5340.zip"
+)
+TIMEOUT_S = 30
+CHUNK_BYTES = 1 << 20
+DOWNLOADS_DIR = ".downloads"
+MAX_NAMED_SKIPS = 20
+
+WAYS_TO_GET_DATA = (
+    "Ways to get the photos:\n"
+    "  - catdog data download --source kaggle       (needs ~/.kaggle/kaggle.json: kaggle.com > Settings > "
+    "API > Create New Token)\n"
+    "  - catdog data download --source petimages    (Microsoft's Kaggle Cats and Dogs zip, no account)\n"
+    "  - catdog data download --source oxford-pets  (Oxford-IIIT Pet via torchvision, no account)\n"
+    "  - or set CATDOG_DATA_DIR (or pass --data) to a folder that already holds the photos, shaped "
+    "training_set/training_set/{cats,dogs} or cats/ and dogs/"
+)
+
+
+def offline_error(what: str, reason: object) -> CatdogError:
+    """The error for an unreachable server: what failed, why, and every other way to get the data."""
+    return CatdogError(
+        f"Could not download {what} ({reason}); this machine looks offline or the server is unreachable.\n"
+        + WAYS_TO_GET_DATA
+    )
+
+
+# --- HTTP downloads -------------------------------------------------------------------------------
+
+
+def sha256_of(path: Path) -> str:
+    """The hex SHA-256 of a file."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as file:
+        for block in iter(lambda: file.read(CHUNK_BYTES), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _open(url: str, part: Path) -> http.client.HTTPResponse:
+    """GET ``url``, asking to resume after the bytes already in ``part``."""
+    offset = part.stat().st_size if part.exists() else 0
+    headers = {"User-Agent": "catdog-course"}
+    if offset:
+        headers["Range"] = f"bytes={offset}-"
+    try:
+        return urllib.request.urlopen(urllib.request.Request(url, headers=headers), timeout=TIMEOUT_S)
+    except urllib.error.HTTPError as error:
+        if error.code == 416 and offset:  # the .part is not a prefix of this file: start again
+            part.unlink()
+            return _open(url, part)
+        raise CatdogError(f"{url}: the server answered {error.code} {error.reason}.\n{WAYS_TO_GET_DATA}") from None
+    except (OSError, http.client.HTTPException) as error:
+        raise offline_error(url, getattr(error, "reason", error)) from None
+
+
+def fetch(url: str, target: Path, sha256: str | None = None, progress: bool = True) -> Path:
+    """Download ``url`` to ``target`` via ``target.part``, resuming a partial download when the
+    server allows, checking ``sha256`` when given. Does nothing when ``target`` is already there."""
+    target = Path(target)
+    if target.exists():
+        if sha256 is None or sha256_of(target) == sha256.lower():
+            return target
+        target.unlink()
+    target.parent.mkdir(parents=True, exist_ok=True)
+    part = target.with_suffix(target.suffix + ".part")
+    with _open(url, part) as response:
+        resumed = response.status == 206
+        offset = part.stat().st_size if resumed else 0
+        length = response.headers.get("Content-Length")
+        total = offset + int(length) if length else None
+        with open(part, "ab" if resumed else "wb") as file, tqdm(
+            total=total, initial=offset, unit="B", unit_scale=True, unit_divisor=1024,
+            desc=target.name, disable=not progress,
+        ) as bar:
+            while True:
+                try:
+                    chunk = response.read(CHUNK_BYTES)
+                except (OSError, http.client.HTTPException) as error:
+                    raise CatdogError(
+                        f"{url}: the download stopped after {file.tell():,} bytes ({error}). "
+                        f"Run the same command again to resume from {part}."
+                    ) from None
+                if not chunk:
+                    break
+                file.write(chunk)
+                bar.update(len(chunk))
+    size = part.stat().st_size
+    if total is not None and size != total:
+        raise CatdogError(
+            f"{url}: the download stopped at {size:,} of {total:,} bytes. "
+            f"Run the same command again to resume from {part}."
+        )
+    if sha256 is not None and sha256_of(part) != sha256.lower():
+        part.unlink()
+        raise CatdogError(
+            f"{url}: the downloaded file's SHA-256 does not match the expected {sha256}; it was deleted. "
+            "Run the command again; if it keeps failing the file on the server has changed."
+        )
+    os.replace(part, target)
+    return target
+
+
+# --- safe extraction ------------------------------------------------------------------------------
+
+
+def _unsafe(archive: Path, dest: Path, name: str, why: str) -> CatdogError:
+    return CatdogError(
+        f"{archive}: refusing to extract member {name!r}: {why}. Nothing was written to {dest}; "
+        "the archive is damaged or unsafe, delete it and download it again."
+    )
+
+
+def _check_name(archive: Path, dest: Path, name: str) -> None:
+    """Reject member names that are absolute or climb out of the destination."""
+    posix = name.replace("\\", "/")
+    if PurePosixPath(posix).is_absolute() or PureWindowsPath(name).drive:
+        raise _unsafe(archive, dest, name, "it has an absolute path")
+    normal = os.path.normpath(posix)
+    if normal == ".." or normal.startswith("../"):
+        raise _unsafe(archive, dest, name, f"it would be written outside {dest}")
+
+
+_SPECIAL_KINDS = {
+    stat.S_IFLNK: "it is a symbolic link",
+    stat.S_IFCHR: "it is a device file",
+    stat.S_IFBLK: "it is a device file",
+    stat.S_IFIFO: "it is a FIFO",
+    stat.S_IFSOCK: "it is a socket",
+}
+
+
+def _tar_kind_problem(member: tarfile.TarInfo) -> str | None:
+    if member.issym():
+        return "it is a symbolic link"
+    if member.islnk():
+        return "it is a hard link"
+    if member.isdev():
+        return "it is a device file or FIFO"
+    if not (member.isfile() or member.isdir()):
+        return "it is not a regular file or folder"
+    return None
+
+
+def _corrupt(archive: Path, error: object) -> CatdogError:
+    return CatdogError(f"{archive}: corrupt or incomplete archive ({error}). Delete it and download it again.")
+
+
+@contextmanager
+def _staging(dest: Path) -> Iterator[Path]:
+    """A fresh temporary folder beside ``dest``, removed afterwards whatever happens."""
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    folder = Path(tempfile.mkdtemp(prefix=f".{dest.name}.", suffix=".tmp", dir=dest.parent))
+    try:
+        yield folder
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+def _merge_into(source: Path, dest: Path) -> None:
+    """Move everything in ``source`` into ``dest``, merging folders and replacing same-named files."""
+    dest.mkdir(parents=True, exist_ok=True)
+    for entry in source.iterdir():
+        target = dest / entry.name
+        if entry.is_dir() and target.is_dir() and not target.is_symlink():
+            _merge_into(entry, target)
+            continue
+        if target.is_dir() and not target.is_symlink():
+            shutil.rmtree(target)
+        elif target.exists() or target.is_symlink():
+            target.unlink()
+        shutil.move(str(entry), str(target))
+
+
+def extract_zip(archive: Path, dest: Path) -> Path:
+    """Extract a zip into ``dest`` after checking every member; raises CatdogError on unsafe or corrupt ones."""
+    archive, dest = Path(archive), Path(dest)
+    try:
+        with zipfile.ZipFile(archive) as bundle:
+            for info in bundle.infolist():
+                _check_name(archive, dest, info.filename)
+                kind = _SPECIAL_KINDS.get(stat.S_IFMT(info.external_attr >> 16))
+                if kind:
+                    raise _unsafe(archive, dest, info.filename, kind)
+            with _staging(dest) as staged:
+                bundle.extractall(staged)
+                _merge_into(staged, dest)
+    except (zipfile.BadZipFile, zipfile.LargeZipFile, EOFError) as error:
+        raise _corrupt(archive, error) from None
+    return dest
+
+
+def extract_tar(archive: Path, dest: Path) -> Path:
+    """Extract a (compressed) tar into ``dest`` after checking every member, like ``extract_zip``."""
+    archive, dest = Path(archive), Path(dest)
+    try:
+        with tarfile.open(archive) as bundle:
+            members = bundle.getmembers()
+            for member in members:
+                _check_name(archive, dest, member.name)
+                kind = _tar_kind_problem(member)
+                if kind:
+                    raise _unsafe(archive, dest, member.name, kind)
+            with _staging(dest) as staged:
+                if hasattr(tarfile, "data_filter"):  # Python >= 3.10.12 / 3.11.4: belt and braces
+                    bundle.extractall(staged, members=members, filter="data")
+                else:
+                    bundle.extractall(staged, members=members)
+                _merge_into(staged, dest)
+    except (tarfile.TarError, EOFError, zlib.error, gzip.BadGzipFile) as error:
+        raise _corrupt(archive, error) from None
+    return dest
+
+
+# --- Kaggle ---------------------------------------------------------------------------------------
+
+
+def kaggle_config_path() -> Path:
+    """Where the kaggle package reads kaggle.json: $KAGGLE_CONFIG_DIR, ~/.kaggle, or ~/.config/kaggle."""
+    if os.environ.get("KAGGLE_CONFIG_DIR"):
+        return Path(os.environ["KAGGLE_CONFIG_DIR"]).expanduser() / "kaggle.json"
+    legacy = Path.home() / ".kaggle"
+    xdg = Path(os.environ.get("XDG_CONFIG_HOME") or Path.home() / ".config") / "kaggle" / "kaggle.json"
+    return xdg if not legacy.exists() and xdg.exists() else legacy / "kaggle.json"
+
+
+def _kaggle_token_problem(path: Path) -> str | None:
+    if not path.is_file():
+        return (
+            f"{path}: no Kaggle API token. Sign in at kaggle.com, open Settings > API > Create New Token, "
+            f"save the downloaded kaggle.json as {path} and run `chmod 600 {path}` "
+            "(or use --source petimages / --source oxford-pets, which need no account)."
+        )
+    try:
+        token = json.loads(path.read_text())
+    except (OSError, ValueError) as error:
+        return f"{path}: not a readable kaggle.json ({error}). Download a new token from kaggle.com > Settings > API."
+    if not isinstance(token, dict) or not {"username", "key"} <= token.keys():
+        return f"{path}: lacks \"username\" and \"key\". Download a new token from kaggle.com > Settings > API."
+    return None
+
+
+def _kaggle_permission_problem(path: Path) -> str | None:
+    mode = stat.S_IMODE(path.stat().st_mode)
+    if mode & 0o077:
+        return (
+            f"{path}: other users can read your Kaggle API key (permissions {mode:o}). "
+            f"Run `chmod 600 {path}`."
+        )
+    return None
+
+
+def kaggle_credentials_problem(path: Path) -> str | None:
+    """What is wrong with the kaggle.json at ``path`` (missing, invalid, or readable by others), or None."""
+    path = Path(path)
+    return _kaggle_token_problem(path) or _kaggle_permission_problem(path)
+
+
+def _download_kaggle(dest: Path, progress: bool) -> None:
+    if not (os.environ.get("KAGGLE_USERNAME") and os.environ.get("KAGGLE_KEY")):
+        path = kaggle_config_path()
+        problem = _kaggle_token_problem(path)
+        if problem:
+            raise CatdogError(problem)
+        loose = _kaggle_permission_problem(path)
+        if loose:
+            warnings.warn(loose, stacklevel=3)
+    import requests  # a dependency of kaggle
+
+    try:
+        from kaggle.api.kaggle_api_extended import KaggleApi  # importing kaggle authenticates
+
+        api = KaggleApi()
+        api.authenticate()
+    except SystemExit:
+        raise CatdogError(
+            f"Kaggle did not accept the token in {kaggle_config_path()}. "
+            "Download a new one from kaggle.com > Settings > API."
+        ) from None
+    downloads = dest / DOWNLOADS_DIR
+    downloads.mkdir(parents=True, exist_ok=True)
+    try:
+        api.dataset_download_files(KAGGLE_DATASET, path=str(downloads), quiet=not progress)
+    except requests.HTTPError as error:
+        status = error.response.status_code if error.response is not None else "?"
+        if status in (401, 403):
+            raise CatdogError(
+                f"Kaggle refused the download ({status}): the token is wrong or expired, or you have not "
+                f"accepted the rules of https://www.kaggle.com/datasets/{KAGGLE_DATASET}. "
+                "Create a new token at kaggle.com > Settings > API."
+            ) from None
+        raise CatdogError(f"Kaggle answered {status} for {KAGGLE_DATASET} ({error}).\n{WAYS_TO_GET_DATA}") from None
+    except (requests.RequestException, OSError) as error:
+        raise offline_error(f"{KAGGLE_DATASET} from Kaggle", error) from None
+    extract_zip(downloads / f"{KAGGLE_DATASET.split('/')[1]}.zip", dest)
+
+
+# --- Microsoft PetImages --------------------------------------------------------------------------
+
+
+def _sort_petimages(raw: Path, out: Path, progress: bool) -> list[str]:
+    """Move usable PetImages/{Cat,Dog} photos to out/{cats,dogs}; return the skipped files' names."""
+    pet_images = raw / "PetImages"
+    skipped: list[str] = []
+    for folder, name in (("Cat", "cats"), ("Dog", "dogs")):
+        if not (pet_images / folder).is_dir():
+            raise CatdogError(f"The PetImages zip has no PetImages/{folder} folder; it is not the expected archive.")
+        (out / name).mkdir(parents=True)
+        files = sorted(p for p in (pet_images / folder).iterdir() if p.is_file())
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", UserWarning)  # Pillow's EXIF chatter on some photos
+            for path in tqdm(files, desc=f"checking {folder} photos", unit="img", disable=not progress):
+                if is_image_file(path) and image_problem(path) is None:
+                    os.replace(path, out / name / path.name)
+                else:
+                    skipped.append(f"{folder}/{path.name}")
+    return skipped
+
+
+def _download_petimages(dest: Path, url: str, progress: bool) -> None:
+    archive = fetch(url, dest / DOWNLOADS_DIR / "petimages.zip", progress=progress)
+    with _staging(dest) as work:
+        extract_zip(archive, work / "raw")
+        skipped = _sort_petimages(work / "raw", work / "out", progress)
+        _merge_into(work / "out", dest)
+    if skipped:
+        names = ", ".join(skipped[:MAX_NAMED_SKIPS])
+        more = f" and {len(skipped) - MAX_NAMED_SKIPS} more" if len(skipped) > MAX_NAMED_SKIPS else ""
+        print(f"Skipped {len(skipped)} unusable file(s) (unreadable images or junk): {names}{more}")
+
+
+# --- Oxford-IIIT Pet ------------------------------------------------------------------------------
+
+
+def write_cats_dogs(pairs: Iterable[tuple[Path, bool]], out: Path) -> dict[str, int]:
+    """Write (image_path, is_dog) pairs as out/cats and out/dogs, hard-linking the original files
+    (copying where links fail) so nothing is re-encoded. Returns the count per folder."""
+    counts = {"cats": 0, "dogs": 0}
+    for path, is_dog in pairs:
+        name = "dogs" if is_dog else "cats"
+        target = out / name / Path(path).name
+        target.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            os.link(path, target)
+        except OSError:
+            shutil.copy2(path, target)
+        counts[name] += 1
+    return counts
+
+
+@contextmanager
+def _socket_timeout(seconds: float) -> Iterator[None]:
+    """Give connections that set no timeout of their own (torchvision's) this one."""
+    previous = socket.getdefaulttimeout()
+    socket.setdefaulttimeout(seconds)
+    try:
+        yield
+    finally:
+        socket.setdefaulttimeout(previous)
+
+
+def _download_oxford(dest: Path) -> None:
+    from torchvision.datasets import OxfordIIITPet
+
+    root = dest / DOWNLOADS_DIR
+    try:
+        with _socket_timeout(TIMEOUT_S):
+            splits = {
+                folder: OxfordIIITPet(root, split=split, target_types="binary-category", download=True)
+                for split, folder in (("trainval", "training_set"), ("test", "test_set"))
+            }
+    except urllib.error.HTTPError as error:
+        raise CatdogError(
+            f"Oxford-IIIT Pet: the server answered {error.code} {error.reason}.\n{WAYS_TO_GET_DATA}"
+        ) from None
+    except (OSError, http.client.HTTPException) as error:
+        raise offline_error("the Oxford-IIIT Pet dataset", getattr(error, "reason", error)) from None
+    except RuntimeError as error:  # torchvision: "File not found or corrupted."
+        raise CatdogError(
+            f"Oxford-IIIT Pet: the download failed its checksum ({error}). Delete {root} and run again."
+        ) from None
+    with _staging(dest) as work:
+        for folder, dataset in splits.items():
+            # binary-category labels: 0 = Cat, 1 = Dog, one per image file.
+            write_cats_dogs(zip(dataset._images, (label == 1 for label in dataset._bin_labels)), work / folder)
+        _merge_into(work, dest)
+
+
+# --- entry point ----------------------------------------------------------------------------------
+
+
+def download_dataset(source: str, dest: Path, *, url: str | None = None, progress: bool = True) -> Path:
+    """Download ``source`` (kaggle, petimages or oxford-pets) into ``dest`` and return the dataset root.
+
+    A second call finds the completion marker and does nothing. ``url`` replaces the PetImages URL.
+    """
+    if source not in SOURCES:
+        raise CatdogError(f"Unknown data source {source!r}; choose one of: {', '.join(SOURCES)}.")
+    if url is not None and source != "petimages":
+        raise CatdogError(f"--url works only with --source petimages, not {source}.")
+    dest = Path(dest).expanduser()
+    marker = dest / f".catdog-complete-{source}"
+    if marker.exists():
+        print(f"The {source} dataset is already in {dest}; nothing to download.")
+        return dest
+    if source == "kaggle":
+        _download_kaggle(dest, progress)
+    elif source == "petimages":
+        _download_petimages(dest, url or PETIMAGES_URL, progress)
+    else:
+        _download_oxford(dest)
+    shutil.rmtree(dest / DOWNLOADS_DIR, ignore_errors=True)
+    marker.write_text(f"{source}\n")
+    print(f"The {source} dataset is ready in {dest}.")
+    return dest
