@@ -1,0 +1,33 @@
+# Two commands do all set-up on a fresh machine:
+#   make run   - the whole course, end to end (CATDOG_FAST=1 for the quick version)
+#   make test  - the test suite (notebooks included)
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+SHARED_DATA := $(abspath ../shared/data/cat-and-dog)
+# Point at the shared real photos when they exist and the caller did not choose a data folder.
+export CATDOG_DATA_DIR ?= $(if $(wildcard $(SHARED_DATA)/training_set),$(SHARED_DATA),)
+
+.PHONY: run test bench install clean-notebooks
+
+install: $(STAMP)
+
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	$(BIN)/python -m ipykernel install --sys-prefix --name python3 >/dev/null
+	touch $(STAMP)
+
+run: $(STAMP)
+	$(BIN)/catdog course
+
+test: $(STAMP)
+	$(BIN)/python -m pytest -q tests notebooks --nbval-lax --nbval-current-env
+
+bench: $(STAMP)
+	$(BIN)/python benchmarks/bench.py
+
+clean-notebooks: $(STAMP)
+	$(BIN)/jupyter nbconvert --clear-output --inplace notebooks/*.ipynb

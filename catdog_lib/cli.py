@@ -1,0 +1,180 @@
+"""The `catdog` command line: data download/check, train, evaluate, predict, course, bench."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import warnings
+from collections.abc import Sequence
+from pathlib import Path
+
+from .errors import CatdogError
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse that prints one line (not the whole usage) and exits 2 on a wrong argument."""
+
+    def error(self, message: str) -> None:
+        self.exit(2, f"catdog: error: {message} (see `{self.prog} --help`)\n")
+
+
+def _existing_path(kind: str):
+    def check(value: str) -> Path:
+        path = Path(value).expanduser()
+        if not path.exists():
+            raise argparse.ArgumentTypeError(f"{kind} {value}: no such file or folder")
+        return path
+    return check
+
+
+def _cmd_train(args: argparse.Namespace) -> int:
+    from .config import data_root
+    from .training import TrainConfig, train
+
+    if args.resume:
+        metrics = train(TrainConfig(data="", out=str(args.resume), device=args.device,
+                                    progress=not args.quiet), resume=True)
+        out = args.resume
+    else:
+        if not args.out:
+            raise CatdogError("train: --out RUN_DIR is required (or --resume RUN_DIR).")
+        cfg = TrainConfig(data=str(data_root(args.data)), out=str(args.out), arch=args.arch, recipe=args.recipe,
+                          epochs=args.epochs, batch_size=args.batch_size, seed=args.seed, device=args.device,
+                          weights=None if args.weights == "none" else args.weights, progress=not args.quiet)
+        if args.lr is not None:
+            cfg.lr = args.lr
+        elif args.recipe == "finetune":
+            cfg.lr = 1e-4
+        metrics = train(cfg)
+        out = args.out
+    print(f"best valid accuracy {metrics['best_valid_accuracy']:.4f} at epoch {metrics['best_epoch']} "
+          f"({metrics['epochs_run']} epochs, {metrics['elapsed_s']:.1f} s); wrote {Path(out) / 'best.pt'}")
+    return 0
+
+
+def _cmd_evaluate(args: argparse.Namespace) -> int:
+    from .config import data_root
+    from .evaluation import evaluate_folder, load_model
+
+    loaded = load_model(args.checkpoint, args.device)
+    result = evaluate_folder(loaded, data_root(args.data), progress=not args.json)
+    if args.json:
+        print(json.dumps(result.summary()))
+    else:
+        print(f"accuracy {result.accuracy:.4f} on {result.n} images, loss {result.loss:.4f}")
+        for name, row in result.per_class.items():
+            print(f"  {name}: precision {row['precision']:.4f} recall {row['recall']:.4f} n {row['n']}")
+        if result.skipped:
+            print(f"skipped {len(result.skipped)} unreadable file(s): {', '.join(result.skipped)}")
+    return 0
+
+
+def _cmd_predict(args: argparse.Namespace) -> int:
+    from .evaluation import load_model, predict
+
+    loaded = load_model(args.checkpoint, args.device)
+    failed = 0
+    for row in predict(loaded, args.images):
+        if row.error:
+            failed += 1
+            print(f"{row.path}\terror: {row.error}")
+        else:
+            print(f"{row.path}\t{row.label}\t{row.probability:.4f}")
+    return 1 if failed else 0
+
+
+def _cmd_data_check(args: argparse.Namespace) -> int:
+    from .config import data_root
+    from .integrity import check_dataset
+
+    report = check_dataset(data_root(args.root))
+    print(report.format())
+    return 1 if report.problems else 0
+
+
+def _cmd_data_download(args: argparse.Namespace) -> int:
+    from .config import data_root
+    from .download import download_dataset
+
+    root = download_dataset(args.source, data_root(args.dest))
+    print(f"data ready in {root}; use it with --data {root} or CATDOG_DATA_DIR={root}")
+    return 0
+
+
+def _cmd_course(args: argparse.Namespace) -> int:
+    from .course import run_course
+
+    return run_course(fast=args.fast, out=args.out)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from .backbones import ARCHS, DEFAULT_ARCH
+    from .training import RECIPES, TrainConfig
+
+    defaults = TrainConfig(data="", out="")
+    parser = _Parser(prog="catdog", description="Cats-vs-dogs transfer learning: the catdog course's CLI.")
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+
+    train = sub.add_parser("train", help="train a classifier; writes best.pt, last.pt, metrics.json, split.json")
+    train.add_argument("--data", help="dataset root (default: $CATDOG_DATA_DIR, else data/cat-and-dog)")
+    train.add_argument("--out", type=Path, help="run folder to create")
+    train.add_argument("--arch", choices=sorted(ARCHS), default=DEFAULT_ARCH)
+    train.add_argument("--recipe", choices=RECIPES, default=defaults.recipe)
+    train.add_argument("--epochs", type=int, default=defaults.epochs)
+    train.add_argument("--batch-size", type=int, default=defaults.batch_size)
+    train.add_argument("--lr", type=float, help=f"learning rate (default {defaults.lr} for features, 1e-4 finetune)")
+    train.add_argument("--seed", type=int, default=defaults.seed)
+    train.add_argument("--weights", default="default",
+                       help="'default' (ImageNet; downloads for torchvision archs), a local .pth file, or 'none'")
+    train.add_argument("--resume", type=_existing_path("run folder"), help="continue an interrupted run")
+    train.set_defaults(func=_cmd_train)
+
+    evaluate = sub.add_parser("evaluate", help="accuracy of a checkpoint on a test split or class folders")
+    evaluate.add_argument("--checkpoint", type=_existing_path("checkpoint"), required=True)
+    evaluate.add_argument("--data", type=_existing_path("data folder"), help="dataset root or class-folder root")
+    evaluate.add_argument("--json", action="store_true", help="print one JSON object")
+    evaluate.set_defaults(func=_cmd_evaluate)
+
+    predict = sub.add_parser("predict", help="class and probability for each image")
+    predict.add_argument("--checkpoint", type=_existing_path("checkpoint"), required=True)
+    predict.add_argument("images", nargs="+", type=_existing_path("image"))
+    predict.set_defaults(func=_cmd_predict)
+
+    for command in (train, evaluate, predict):
+        command.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda", "mps"])
+    train.add_argument("--quiet", action="store_true", help="no progress bars")
+
+    data = sub.add_parser("data", help="get and check datasets")
+    data_sub = data.add_subparsers(dest="data_command", required=True, parser_class=_Parser)
+    download = data_sub.add_parser("download", help="download a cats-vs-dogs dataset")
+    download.add_argument("--source", choices=["kaggle", "petimages", "oxford-pets"], default="kaggle")
+    download.add_argument("--dest", help="where to put it (default: $CATDOG_DATA_DIR, else data/cat-and-dog)")
+    download.set_defaults(func=_cmd_data_download)
+    check = data_sub.add_parser("check", help="list unreadable, truncated, empty and duplicate images")
+    check.add_argument("root", nargs="?", help="dataset root (default: $CATDOG_DATA_DIR, else data/cat-and-dog)")
+    check.set_defaults(func=_cmd_data_check)
+
+    course = sub.add_parser("course", help="run all notebooks in order into runs/<timestamp>/")
+    course.add_argument("--fast", action="store_true", help="small subset, few epochs (as CATDOG_FAST=1)")
+    course.add_argument("--out", type=Path, help="output folder (default runs/<timestamp>)")
+    course.set_defaults(func=_cmd_course)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    warnings.simplefilter("default")
+    warnings.formatwarning = lambda message, category, *rest: f"catdog: warning: {message}\n"
+    try:
+        return args.func(args)
+    except CatdogError as error:
+        print(f"catdog: error: {error}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("catdog: interrupted; `catdog train --resume RUN_DIR` continues a training run", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

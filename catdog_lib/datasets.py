@@ -1,0 +1,103 @@
+"""A Dataset over (path, label) samples that skips bad images instead of dying mid-epoch."""
+
+from __future__ import annotations
+
+import sys
+import warnings
+from collections.abc import Callable, Iterable, Iterator, Sequence
+
+import torch
+from torch.utils.data import DataLoader, Dataset
+
+from .images import BadImageError, load_rgb
+from .layout import Sample
+
+
+class ImageSamples(Dataset):
+    """Images from a list of (path, label). A bad file yields (None, label, reason), never an exception.
+
+    Defined here, not in a notebook, so DataLoader workers can import it on spawn-based
+    platforms (macOS, Windows) without hanging the kernel.
+    """
+
+    def __init__(self, samples: Sequence[Sample], transform: Callable, min_size: int | None = None):
+        self.samples = list(samples)
+        self.transform = transform
+        self.min_size = min_size
+
+    def __len__(self) -> int:
+        return len(self.samples)
+
+    def __getitem__(self, index: int) -> tuple[torch.Tensor | None, int, str]:
+        path, label = self.samples[index]
+        try:
+            return self.transform(load_rgb(path, self.min_size)), label, ""
+        except BadImageError as error:
+            return None, label, str(error)
+
+
+def collate_skipping_bad(batch: list) -> tuple[torch.Tensor, torch.Tensor, list[str]]:
+    """Stack the good images of a batch; return the bad ones' reasons beside them."""
+    good = [(image, label) for image, label, _ in batch if image is not None]
+    reasons = [reason for image, _, reason in batch if image is None]
+    if not good:
+        return torch.empty(0), torch.empty(0, dtype=torch.long), reasons
+    images, labels = zip(*good)
+    return torch.stack(images), torch.tensor(labels, dtype=torch.long), reasons
+
+
+class SkippedFiles:
+    """Warns once per bad file (in the main process) and remembers them for reports."""
+
+    def __init__(self) -> None:
+        self.reasons: dict[str, str] = {}
+
+    def add(self, reasons: Iterable[str]) -> None:
+        for reason in reasons:
+            path = reason.split(": ", 1)[0]
+            if path not in self.reasons:
+                self.reasons[path] = reason
+                warnings.warn(f"skipping bad image {reason}", stacklevel=2)
+
+    def paths(self) -> list[str]:
+        return sorted(self.reasons)
+
+
+def default_num_workers() -> int:
+    """Decoding workers that are safe everywhere.
+
+    Zero inside an interactive kernel on spawn-based platforms (macOS, Windows), where each worker
+    re-imports the notebook's main module; otherwise one worker decodes while the main process computes.
+    """
+    interactive = not hasattr(sys.modules.get("__main__"), "__file__")
+    return 0 if interactive and sys.platform in {"darwin", "win32"} else 1
+
+
+def make_loader(
+    samples: Sequence[Sample],
+    transform: Callable,
+    batch_size: int,
+    shuffle: bool = False,
+    num_workers: int | None = None,
+    min_size: int | None = None,
+    generator: torch.Generator | None = None,
+) -> DataLoader:
+    """A DataLoader over ImageSamples whose batches are (images, labels, bad-file reasons)."""
+    workers = default_num_workers() if num_workers is None else num_workers
+    return DataLoader(
+        ImageSamples(samples, transform, min_size),
+        batch_size=batch_size,
+        shuffle=shuffle,
+        num_workers=workers,
+        collate_fn=collate_skipping_bad,
+        generator=generator,
+        persistent_workers=False,
+    )
+
+
+def iterate_good(loader: DataLoader, skipped: SkippedFiles) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+    """Batches of good images and labels; bad files go to ``skipped`` (warned once each)."""
+    for images, labels, reasons in loader:
+        skipped.add(reasons)
+        if len(labels):
+            yield images, labels

@@ -1,0 +1,157 @@
+"""Load a checkpoint as a model, measure it on a folder of photos, and predict single images."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+from sklearn.metrics import confusion_matrix, precision_recall_fscore_support
+
+from .backbones import TransferNet, create_model
+from .checkpoint import load_checkpoint
+from .config import cache_dir
+from .datasets import SkippedFiles, iterate_good, make_loader
+from .devices import inference_autocast, pick_device, to_fast_layout
+from .errors import CatdogError
+from .features import extract_features
+from .images import BadImageError, load_rgb
+from .layout import Sample, evaluation_folders, match_classes
+from .transforms import Preprocessing, eval_transform
+
+
+@dataclass
+class LoadedModel:
+    """A model rebuilt from a checkpoint, with what it needs to be used."""
+
+    model: TransferNet
+    meta: dict
+    device: torch.device
+
+    @property
+    def classes(self) -> list[str]:
+        return list(self.meta["classes"])
+
+    @property
+    def prep(self) -> Preprocessing:
+        return Preprocessing.from_dict(self.meta["preprocessing"])
+
+
+def load_model(checkpoint: str | Path, device: str = "auto") -> LoadedModel:
+    """Rebuild the architecture named in the checkpoint and load its weights (no download needed)."""
+    data = load_checkpoint(Path(checkpoint))
+    meta = data["meta"]
+    model = create_model(meta["arch"], len(meta["classes"]), weights=None)
+    try:
+        model.load_state_dict(data["state_dict"])
+    except RuntimeError as error:
+        raise CatdogError(f"{checkpoint}: weights do not fit a {meta['arch']} model ({error}).") from None
+    torch_device = pick_device(device)
+    return LoadedModel(to_fast_layout(model.eval(), torch_device), meta, torch_device)
+
+
+@dataclass
+class Evaluation:
+    """Test metrics: accuracy, mean loss, per-class precision/recall, confusion matrix, each prediction."""
+
+    classes: list[str]
+    accuracy: float
+    loss: float
+    n: int
+    per_class: dict[str, dict[str, float]]
+    confusion: list[list[int]]
+    skipped: list[str]
+    paths: list[str] = field(repr=False)
+    labels: list[int] = field(repr=False)
+    probabilities: list[list[float]] = field(repr=False)
+
+    @property
+    def predictions(self) -> list[int]:
+        return [max(range(len(p)), key=p.__getitem__) for p in self.probabilities]
+
+    def misclassified(self) -> list[tuple[str, int, int, float]]:
+        """(path, true label, predicted label, probability of the prediction), most confident first."""
+        wrong = [(path, label, pred, self.probabilities[i][pred])
+                 for i, (path, label, pred) in enumerate(zip(self.paths, self.labels, self.predictions))
+                 if pred != label]
+        return sorted(wrong, key=lambda row: -row[3])
+
+    def summary(self) -> dict:
+        return {"accuracy": self.accuracy, "loss": self.loss, "n": self.n, "per_class": self.per_class,
+                "confusion": self.confusion, "classes": self.classes, "skipped": self.skipped}
+
+
+def _logits(loaded: LoadedModel, samples: list[Sample], skipped: SkippedFiles,
+            use_cache: bool, progress: bool) -> tuple[torch.Tensor, torch.Tensor, list[str]]:
+    """Logits for the good images among ``samples``; frozen-backbone models reuse the feature cache."""
+    model, device = loaded.model, loaded.device
+    if use_cache and loaded.meta.get("recipe") == "features":
+        feats = extract_features(model.backbone, loaded.meta["backbone_weights"], samples, loaded.prep, device,
+                                 skipped, cache_root=cache_dir() / "features", progress=progress)
+        with torch.no_grad():
+            logits = model.head(feats.features[0].to(device)).float().cpu()
+        return logits, feats.labels, [str(p) for p in feats.paths]
+    loader = make_loader(samples, eval_transform(loaded.prep), 32, min_size=loaded.prep.image_size)
+    outputs, labels = [], []
+    with torch.inference_mode():
+        for images, batch_labels in iterate_good(loader, skipped):
+            with inference_autocast(device):
+                outputs.append(model(images.to(device).contiguous(memory_format=torch.channels_last)).float().cpu())
+            labels.append(batch_labels)
+    bad = set(skipped.reasons)
+    paths = [str(path) for path, _ in samples if str(path) not in bad]
+    if not outputs:
+        return torch.empty(0, len(loaded.classes)), torch.empty(0, dtype=torch.long), []
+    return torch.cat(outputs), torch.cat(labels), paths
+
+
+def evaluate(loaded: LoadedModel, samples: list[Sample], use_cache: bool = True, progress: bool = True) -> Evaluation:
+    """Accuracy, loss, per-class metrics and predictions of ``loaded`` on ``samples``."""
+    skipped = SkippedFiles()
+    logits, labels, paths = _logits(loaded, samples, skipped, use_cache, progress)
+    if len(labels) == 0:
+        raise CatdogError("no readable images to evaluate; check the folder with `catdog data check`.")
+    loss = torch.nn.functional.cross_entropy(logits, labels).item()
+    probabilities = logits.softmax(1)
+    predictions = probabilities.argmax(1)
+    classes = loaded.classes
+    indices = list(range(len(classes)))
+    precision, recall, _, support = precision_recall_fscore_support(
+        labels, predictions, labels=indices, zero_division=0)
+    per_class = {name: {"precision": float(precision[i]), "recall": float(recall[i]), "n": int(support[i])}
+                 for i, name in enumerate(classes)}
+    return Evaluation(
+        classes=classes, accuracy=float((predictions == labels).float().mean()), loss=loss, n=len(labels),
+        per_class=per_class, confusion=confusion_matrix(labels, predictions, labels=indices).tolist(),
+        skipped=skipped.paths(), paths=paths, labels=labels.tolist(), probabilities=probabilities.tolist())
+
+
+def evaluate_folder(loaded: LoadedModel, root: str | Path, **kwargs) -> Evaluation:
+    """Evaluate on a dataset root (its test split) or a class-folder root, matching class names."""
+    return evaluate(loaded, match_classes(evaluation_folders(Path(root)), loaded.classes), **kwargs)
+
+
+@dataclass(frozen=True)
+class Prediction:
+    path: str
+    label: str | None
+    probability: float
+    error: str | None = None
+
+
+def predict(loaded: LoadedModel, paths: list[str | Path]) -> list[Prediction]:
+    """Class and probability for each image file; a bad file gets an error instead of a label."""
+    transform = eval_transform(loaded.prep)
+    results = []
+    for path in paths:
+        try:
+            image = transform(load_rgb(path, loaded.prep.image_size)).unsqueeze(0)
+        except BadImageError as error:
+            results.append(Prediction(str(path), None, 0.0, str(error)))
+            continue
+        with torch.inference_mode(), inference_autocast(loaded.device):
+            image = image.to(loaded.device).contiguous(memory_format=torch.channels_last)
+            probabilities = loaded.model(image).float().softmax(1)[0].cpu()
+        index = int(probabilities.argmax())
+        results.append(Prediction(str(path), loaded.classes[index], float(probabilities[index])))
+    return results

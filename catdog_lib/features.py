@@ -1,0 +1,126 @@
+"""Backbone features computed once per image and view, cached on disk by file content.
+
+In the ``features`` recipe the backbone is frozen, so its output for an image never changes:
+computing it once (for the plain and the horizontally flipped view) and training the head on the
+cached vectors gives the same head as pushing every image through the whole network every epoch,
+in a fraction of the time. The cache is keyed by the file's content, the backbone's weights and
+the preprocessing, so the next run (or the next notebook) reuses it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from tqdm.auto import tqdm
+
+from .checkpoint import atomic_save
+from .datasets import SkippedFiles, iterate_good, make_loader
+from .devices import inference_autocast, inference_dtype, to_fast_layout
+from .layout import Sample
+from .transforms import Preprocessing, eval_transform
+
+VIEWS = ("plain", "flip")
+
+
+def file_digest(path: Path) -> str:
+    """SHA-1 of a file's bytes: the same photo under another name hits the same cache entry."""
+    return hashlib.sha1(Path(path).read_bytes()).hexdigest()
+
+
+class FeatureCache:
+    """Feature vectors of one backbone + preprocessing, stored as shards of {digest: tensor[views, D]}."""
+
+    def __init__(self, root: Path, backbone_id: str, prep: Preprocessing, dtype: torch.dtype):
+        key = json.dumps({"backbone": backbone_id, **prep.as_dict(), "views": VIEWS, "dtype": str(dtype)},
+                         sort_keys=True)
+        self.folder = Path(root) / hashlib.sha1(key.encode()).hexdigest()[:16]
+
+    def load(self) -> dict[str, torch.Tensor]:
+        entries: dict[str, torch.Tensor] = {}
+        for shard in sorted(self.folder.glob("*.pt")):
+            try:
+                entries.update(torch.load(shard, map_location="cpu", weights_only=True))
+            except Exception:  # a damaged shard is only a cache miss
+                shard.unlink(missing_ok=True)
+        return entries
+
+    def add(self, entries: dict[str, torch.Tensor]) -> None:
+        if entries:
+            atomic_save(entries, self.folder / f"{uuid.uuid4().hex}.pt")
+
+
+@dataclass
+class FeatureSet:
+    """Features of the good images among some samples: ``features[view, i]``, ``labels[i]``, ``paths[i]``."""
+
+    features: torch.Tensor
+    labels: torch.Tensor
+    paths: list[Path]
+
+
+@torch.inference_mode()
+def compute_features(
+    backbone: torch.nn.Module,
+    samples: Sequence[Sample],
+    prep: Preprocessing,
+    device: torch.device,
+    skipped: SkippedFiles,
+    batch_size: int = 32,
+    num_workers: int | None = None,
+    progress: bool = True,
+    reduced_precision: bool = True,
+) -> tuple[torch.Tensor, list[int]]:
+    """Run the frozen backbone over ``samples`` (plain and flipped); returns features and good indices."""
+    backbone = to_fast_layout(backbone.eval(), device)
+    indexed = [(path, index) for index, (path, _) in enumerate(samples)]  # label slot carries the index
+    loader = make_loader(indexed, eval_transform(prep), batch_size, num_workers=num_workers,
+                         min_size=prep.image_size)
+    outputs, kept = [], []
+    bar = tqdm(total=len(samples), desc="backbone features", unit="img", disable=not progress, leave=False)
+    for images, indices in iterate_good(loader, skipped):
+        images = images.to(device).contiguous(memory_format=torch.channels_last)
+        with inference_autocast(device, reduced_precision):
+            views = [backbone(images), backbone(images.flip(-1))]
+        outputs.append(torch.stack(views).float().cpu())
+        kept.extend(indices.tolist())
+        bar.update(len(indices))
+    bar.close()
+    dim_views = len(VIEWS)
+    features = torch.cat(outputs, dim=1) if outputs else torch.empty(dim_views, 0, 0)
+    return features, kept
+
+
+def extract_features(
+    backbone: torch.nn.Module,
+    backbone_id: str,
+    samples: Sequence[Sample],
+    prep: Preprocessing,
+    device: torch.device,
+    skipped: SkippedFiles,
+    cache_root: Path | None = None,
+    **kwargs,
+) -> FeatureSet:
+    """Features for every good sample, from the cache where possible, computing and caching the rest."""
+    dtype = inference_dtype(device, kwargs.get("reduced_precision", True))
+    cache = FeatureCache(cache_root, backbone_id, prep, dtype) if cache_root else None
+    known = cache.load() if cache else {}
+    digests = [file_digest(path) if Path(path).is_file() else "" for path, _ in samples]
+    missing = [i for i, digest in enumerate(digests) if digest not in known]
+    if missing:
+        computed, kept = compute_features(backbone, [samples[i] for i in missing], prep, device, skipped, **kwargs)
+        new = {digests[missing[j]]: computed[:, k] for k, j in enumerate(kept)}
+        if cache:
+            cache.add(new)
+        known.update(new)
+    good = [i for i, digest in enumerate(digests) if digest in known]
+    unusable = [str(samples[i][0]) for i in range(len(samples)) if digests[i] not in known]
+    skipped.add(f"{path}: unreadable" for path in unusable if path not in skipped.reasons)
+    features = torch.stack([known[digests[i]] for i in good], dim=1) if good else torch.empty(len(VIEWS), 0, 0)
+    labels = torch.tensor([samples[i][1] for i in good], dtype=torch.long)
+    return FeatureSet(features, labels, [Path(samples[i][0]) for i in good])

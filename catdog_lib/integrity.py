@@ -1,0 +1,61 @@
+"""`catdog data check`: find every image that would break or skew training, before training."""
+
+from __future__ import annotations
+
+import hashlib
+from collections import defaultdict
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from .images import image_problem
+from .layout import ClassFolders, find_dataset, read_class_folders
+
+
+@dataclass
+class CheckReport:
+    """Counts per split and class, and every problem found (one line per file)."""
+
+    root: Path
+    counts: dict[str, dict[str, int]] = field(default_factory=dict)
+    problems: list[str] = field(default_factory=list)
+
+    def format(self) -> str:
+        lines = [f"dataset {self.root}"]
+        for split, per_class in self.counts.items():
+            total = sum(per_class.values())
+            lines.append(f"  {split}: {total} images (" + ", ".join(f"{k} {v}" for k, v in per_class.items()) + ")")
+        if self.problems:
+            lines.append(f"{len(self.problems)} problem(s):")
+            lines.extend(f"  {problem}" for problem in self.problems)
+        else:
+            lines.append("no problems found")
+        return "\n".join(lines)
+
+
+def check_folders(folders: ClassFolders, split: str, report: CheckReport, seen: dict[str, Path]) -> None:
+    """Decode every image fully; record bad files and byte-identical duplicates (across splits too)."""
+    good: dict[str, int] = defaultdict(int)
+    for name in folders.classes:
+        for path in folders.files[name]:
+            problem = image_problem(path)
+            if problem:
+                report.problems.append(problem)
+                continue
+            digest = hashlib.sha1(path.read_bytes()).hexdigest()
+            if digest in seen:
+                report.problems.append(f"{path}: duplicate of {seen[digest]} (same content)")
+            else:
+                seen[digest] = path
+            good[name] += 1
+    report.counts[split] = {name: good[name] for name in folders.classes}
+
+
+def check_dataset(root: Path) -> CheckReport:
+    """Check a dataset root (train and test splits) or a plain class-folder root."""
+    layout = find_dataset(root)
+    report = CheckReport(Path(root))
+    seen: dict[str, Path] = {}
+    check_folders(read_class_folders(layout.train_dir, min_classes=1), "train", report, seen)
+    if layout.test_dir is not None:
+        check_folders(read_class_folders(layout.test_dir, min_classes=1), "test", report, seen)
+    return report
