@@ -22,7 +22,7 @@ def library_versions() -> dict[str, str]:
 
     from . import __version__
 
-    return {"catdog": __version__, "torch": torch.__version__, "torchvision": torchvision.__version__,
+    return {"catdog": __version__, "torch": str(torch.__version__), "torchvision": str(torchvision.__version__),
             "python": platform.python_version()}
 
 
@@ -67,9 +67,11 @@ def load_checkpoint(path: Path) -> dict:
     try:
         data = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as error:
+        lines = str(error).splitlines()
+        detail = next((line.strip() for line in lines if "WeightsUnpickler error" in line), lines[0] if lines else "")
         raise CatdogError(
             f"{path}: refused: the file holds Python objects other than tensors and plain data, which could run "
-            f"code when loaded ({str(error).splitlines()[0]}). Only load checkpoints you trust."
+            f"code when loaded ({detail.split('. Please use')[0]}). Only load checkpoints you trust."
         ) from None
     except (RuntimeError, EOFError, zipfile.BadZipFile, ValueError, OSError) as error:
         raise CatdogError(
