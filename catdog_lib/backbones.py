@@ -99,21 +99,25 @@ def _read_weights_file(path: Path) -> dict[str, torch.Tensor]:
         raise CatdogError(f"{path}: not a loadable state_dict ({type(error).__name__}: {error}).") from None
 
 
+def download_state_dict(url: str, arch: str) -> dict[str, torch.Tensor]:
+    """Fetch weights into torch's hub cache (checking the hash in the file name); clear error offline."""
+    try:
+        return torch.hub.load_state_dict_from_url(url, progress=True, check_hash=True, map_location="cpu")
+    except (urllib.error.URLError, OSError, RuntimeError) as error:
+        raise CatdogError(
+            f"cannot download {arch} weights from {url} ({error}). Either connect to the internet, "
+            f"or download that file elsewhere and pass it with --weights PATH. "
+            f"Offline, the efficientnet_lite* architectures have weights without a download."
+        ) from None
+
+
 def torchvision_state_dict(arch: str, weights: str | Path) -> dict[str, torch.Tensor]:
     """ImageNet weights for a torchvision ``arch``: downloaded (weights="default") or read from a file."""
     if weights != "default":
         return _read_weights_file(Path(weights))
     from torchvision.models import get_model_weights
 
-    enum = get_model_weights(arch).DEFAULT
-    try:
-        return torch.hub.load_state_dict_from_url(enum.url, progress=True, check_hash=True)
-    except (urllib.error.URLError, OSError, RuntimeError) as error:
-        raise CatdogError(
-            f"cannot download {arch} weights from {enum.url} ({error}). Either connect to the internet, "
-            f"or download that file elsewhere and pass it with --weights PATH. "
-            f"Offline, --arch efficientnet_lite0 has weights without a download."
-        ) from None
+    return download_state_dict(get_model_weights(arch).DEFAULT.url, arch)
 
 
 def _torchvision_model(arch: str, weights: str | Path | None) -> nn.Module:

@@ -130,14 +130,16 @@ class ImageBatches:
         self.split, self.cfg, self.device, self.skipped = split, cfg, device, skipped
         self.train_tf = train_transform(prep, cfg.flip_p)
         self.valid_loader = make_loader(split.valid, eval_transform(prep), cfg.batch_size,
-                                        num_workers=cfg.num_workers, min_size=prep.image_size)
+                                        num_workers=cfg.num_workers, min_size=prep.image_size,
+                                        generator=torch.Generator().manual_seed(cfg.seed))
         self.min_size = prep.image_size
 
     def train_batches(self, epoch: int) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         order = epoch_order(len(self.split.train), self.cfg.seed, epoch).tolist()
         ordered = [self.split.train[i] for i in order]
+        # A loader's own generator keeps it from drawing on the global RNG (dropout uses that one).
         loader = make_loader(ordered, self.train_tf, self.cfg.batch_size, num_workers=self.cfg.num_workers,
-                             min_size=self.min_size)
+                             min_size=self.min_size, generator=torch.Generator().manual_seed(self.cfg.seed + epoch))
         for images, labels in iterate_good(loader, self.skipped):
             yield images.to(self.device), labels.to(self.device)
 

@@ -1,0 +1,131 @@
+"""The training engine: cached features train the same head, run files, split, classes, real accuracy."""
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+from catdog_lib.backbones import create_model, get_arch
+from catdog_lib.checkpoint import load_checkpoint
+from catdog_lib.datasets import SkippedFiles
+from catdog_lib.errors import CatdogError
+from catdog_lib.evaluation import evaluate, load_model
+from catdog_lib.features import extract_features
+from catdog_lib.layout import find_dataset, read_class_folders
+from catdog_lib.split import Split, stratified_split, subset_per_class
+from catdog_lib.training import EarlyStopping, FeatureBatches, ImageBatches, TrainConfig, run_epoch, train
+from support import feature_cache, real_data_root, write_class_images  # noqa: F401  (fixtures)
+
+CPU = torch.device("cpu")
+
+
+def _tiny_config(root: Path, out: Path, **overrides) -> TrainConfig:
+    settings = {"arch": "efficientnet_lite0", "weights": None, "epochs": 3, "batch_size": 8, "progress": False}
+    return TrainConfig(data=str(root), out=str(out), **{**settings, **overrides})
+
+
+def _frozen_model() -> torch.nn.Module:
+    torch.manual_seed(0)
+    model = create_model("efficientnet_lite0", 2, weights=None)
+    model.freeze_backbone()
+    return model
+
+
+@pytest.mark.parametrize("flip_p", [0.0, 1.0])
+def test_cached_features_train_the_same_head_as_the_plain_loop(tmp_path, flip_p):
+    root = write_class_images(tmp_path / "data", {"cats": 10, "dogs": 10})
+    split = stratified_split(read_class_folders(root))
+    cfg = _tiny_config(root, tmp_path / "run", flip_p=flip_p, num_workers=1, reduced_precision=False)
+    prep = get_arch(cfg.arch).prep
+    loss_fn = torch.nn.CrossEntropyLoss()
+    scaler = torch.amp.GradScaler("cpu", enabled=False)
+
+    cached = _frozen_model()
+    skipped = SkippedFiles()
+    sets = [extract_features(cached.backbone, "test", part, prep, CPU, skipped, progress=False,
+                             reduced_precision=False, num_workers=1) for part in (split.train, split.valid)]
+    cached_batches = FeatureBatches(*sets, cfg, CPU)
+    plain = _frozen_model().eval()
+    plain_batches = ImageBatches(split, plain, cfg, CPU, skipped)
+
+    runs = [(cached.head, cached_batches, torch.optim.Adam(cached.head.parameters(), lr=1e-2)),
+            (plain, plain_batches, torch.optim.Adam(plain.head.parameters(), lr=1e-2))]
+    for epoch in range(2):
+        for net, batches, optimizer in runs:
+            torch.manual_seed(epoch)  # the same dropout masks for both
+            cached.head.train(), plain.head.train()
+            run_epoch(net, batches.train_batches(epoch), loss_fn, optimizer, CPU, scaler)
+    for a, b in zip(cached.head.parameters(), plain.head.parameters()):
+        torch.testing.assert_close(a, b, atol=2e-5, rtol=1e-4)
+    assert not torch.equal(cached.head[1].weight, _frozen_model().head[1].weight)  # it did train
+
+
+def test_train_writes_checkpoints_metrics_split_and_tensorboard(tmp_path, feature_cache):
+    root = write_class_images(tmp_path / "data", {"cats": 10, "dogs": 10})
+    metrics = train(_tiny_config(root, tmp_path / "run"))
+    run = tmp_path / "run"
+    assert json.loads((run / "metrics.json").read_text())["epochs_run"] == metrics["epochs_run"] == 3
+    assert [row["epoch"] for row in metrics["history"]] == [1, 2, 3]
+    best, last = load_checkpoint(run / "best.pt"), load_checkpoint(run / "last.pt")
+    assert best["meta"]["classes"] == ["cats", "dogs"] and best["meta"]["recipe"] == "features"
+    assert best["meta"]["preprocessing"]["mean"] == [0.5, 0.5, 0.5]
+    assert best["meta"]["epoch"] == metrics["best_epoch"]
+    assert {"optimizer", "scheduler", "early_stopping", "run_state", "config"} <= set(last)
+    assert set(Split.load(run / "split.json").counts()["valid"]) == {"cats", "dogs"}
+    events = EventAccumulator(str(run / "tensorboard"))
+    events.Reload()
+    assert {"loss/train", "loss/valid", "accuracy/valid", "lr"} <= set(events.Tags()["scalars"])
+    assert len(events.Scalars("accuracy/valid")) == 3
+    assert any(feature_cache.rglob("*.pt"))  # features were cached for the next run
+
+
+def test_number_of_classes_comes_from_the_data(tmp_path, feature_cache):
+    root = write_class_images(tmp_path / "data", {"bird": 8, "cat": 8, "dog": 8})
+    train(_tiny_config(root, tmp_path / "run", epochs=1))
+    loaded = load_model(tmp_path / "run" / "best.pt")
+    assert loaded.classes == ["bird", "cat", "dog"] and loaded.model.head[1].out_features == 3
+
+
+def test_warm_cache_gives_the_same_run(tmp_path, feature_cache):
+    root = write_class_images(tmp_path / "data", {"cats": 10, "dogs": 10})
+    first = train(_tiny_config(root, tmp_path / "cold"))
+    second = train(_tiny_config(root, tmp_path / "warm"))
+    assert [r["valid_loss"] for r in first["history"]] == [r["valid_loss"] for r in second["history"]]
+
+
+def test_existing_run_needs_resume(tmp_path, feature_cache):
+    root = write_class_images(tmp_path / "data", {"cats": 6, "dogs": 6})
+    train(_tiny_config(root, tmp_path / "run", epochs=1))
+    with pytest.raises(CatdogError, match="--resume"):
+        train(_tiny_config(root, tmp_path / "run", epochs=1))
+    with pytest.raises(CatdogError, match="nothing to resume"):
+        train(_tiny_config(root, tmp_path / "other"), resume=True)
+
+
+def test_split_is_stratified_reproducible_and_saved(tmp_path):
+    root = write_class_images(tmp_path / "data", {"cats": 20, "dogs": 15})
+    folders = read_class_folders(root)
+    split = stratified_split(folders)
+    assert split.counts() == {"train": {"cats": 16, "dogs": 12}, "valid": {"cats": 4, "dogs": 3}}
+    assert stratified_split(folders).valid == split.valid
+    assert stratified_split(folders, seed=7).valid != split.valid
+    split.save(tmp_path / "split.json")
+    assert Split.load(tmp_path / "split.json").train == split.train
+
+
+def test_early_stopping_follows_the_tutorial():
+    stopper = EarlyStopping(patience=2)
+    decisions = [stopper.step(loss) for loss in [1.0, 0.8, 0.9, 0.85, 0.7, 0.75, 0.8, 0.9]]
+    assert decisions == [False, False, False, False, False, False, False, True]
+
+
+def test_real_photos_reach_high_accuracy(real_data_root, tmp_path, feature_cache):
+    """Lite0's real weights on 100 photos per class: a quick check that transfer learning works."""
+    metrics = train(TrainConfig(data=str(real_data_root), out=str(tmp_path / "run"), arch="efficientnet_lite0",
+                                per_class=100, progress=False))
+    assert metrics["best_valid_accuracy"] >= 0.95
+    test = subset_per_class(find_dataset(real_data_root).test().samples, 50)
+    result = evaluate(load_model(tmp_path / "run" / "best.pt"), test, progress=False)
+    assert result.n == 100 and result.accuracy >= 0.93
