@@ -87,7 +87,7 @@ def _logits(loaded: LoadedModel, samples: list[Sample], skipped: SkippedFiles,
     model, device = loaded.model, loaded.device
     if use_cache and loaded.meta.get("recipe") == "features":
         feats = extract_features(model.backbone, loaded.meta["backbone_weights"], samples, loaded.prep, device,
-                                 skipped, cache_root=cache_dir() / "features", progress=progress)
+                                 skipped, cache_root=cache_dir() / "features", views=("plain",), progress=progress)
         with torch.no_grad():
             logits = model.head(feats.features[0].to(device)).float().cpu()
         return logits, feats.labels, [str(p) for p in feats.paths]

@@ -34,11 +34,10 @@ def file_digest(path: Path) -> str:
 
 
 class FeatureCache:
-    """Feature vectors of one backbone + preprocessing, stored as shards of {digest: tensor[views, D]}."""
+    """Feature vectors of one backbone + preprocessing + precision, stored as shards of {"digest/view": tensor}."""
 
     def __init__(self, root: Path, backbone_id: str, prep: Preprocessing, dtype: torch.dtype):
-        key = json.dumps({"backbone": backbone_id, **prep.as_dict(), "views": VIEWS, "dtype": str(dtype)},
-                         sort_keys=True)
+        key = json.dumps({"backbone": backbone_id, **prep.as_dict(), "dtype": str(dtype)}, sort_keys=True)
         self.folder = Path(root) / hashlib.sha1(key.encode()).hexdigest()[:16]
 
     def load(self) -> dict[str, torch.Tensor]:
@@ -71,29 +70,31 @@ def compute_features(
     prep: Preprocessing,
     device: torch.device,
     skipped: SkippedFiles,
+    views: Sequence[str] = VIEWS,
     batch_size: int = 32,
     num_workers: int | None = None,
     progress: bool = True,
     reduced_precision: bool = True,
 ) -> tuple[torch.Tensor, list[int]]:
-    """Run the frozen backbone over ``samples`` (plain and flipped); returns features and good indices."""
+    """Run the frozen backbone over ``samples`` once per view (each photo decoded once).
+
+    Returns features ``[view, good sample, dim]`` and the indices of the good samples.
+    """
     backbone = to_fast_layout(backbone.eval(), device)
     indexed = [(path, index) for index, (path, _) in enumerate(samples)]  # label slot carries the index
     loader = make_loader(indexed, eval_transform(prep), batch_size, num_workers=num_workers,
-                         min_size=prep.image_size)
+                         min_size=prep.image_size, generator=torch.Generator().manual_seed(0))
     outputs, kept = [], []
     bar = tqdm(total=len(samples), desc="backbone features", unit="img", disable=not progress, leave=False)
     for images, indices in iterate_good(loader, skipped):
         images = images.to(device).contiguous(memory_format=torch.channels_last)
         with inference_autocast(device, reduced_precision):
-            views = [backbone(images), backbone(images.flip(-1))]
-        outputs.append(torch.stack(views).float().cpu())
+            per_view = [backbone(images.flip(-1) if view == "flip" else images) for view in views]
+        outputs.append(torch.stack(per_view).float().cpu())
         kept.extend(indices.tolist())
         bar.update(len(indices))
     bar.close()
-    dim_views = len(VIEWS)
-    features = torch.cat(outputs, dim=1) if outputs else torch.empty(dim_views, 0, 0)
-    return features, kept
+    return (torch.cat(outputs, dim=1) if outputs else torch.empty(len(views), 0, 0)), kept
 
 
 def extract_features(
@@ -104,23 +105,32 @@ def extract_features(
     device: torch.device,
     skipped: SkippedFiles,
     cache_root: Path | None = None,
+    views: Sequence[str] = VIEWS,
     **kwargs,
 ) -> FeatureSet:
-    """Features for every good sample, from the cache where possible, computing and caching the rest."""
+    """Features for every good sample and view, from the cache where possible, computing and caching the rest."""
     dtype = inference_dtype(device, kwargs.get("reduced_precision", True))
     cache = FeatureCache(cache_root, backbone_id, prep, dtype) if cache_root else None
     known = cache.load() if cache else {}
     digests = [file_digest(path) if Path(path).is_file() else "" for path, _ in samples]
-    missing = [i for i, digest in enumerate(digests) if digest not in known]
+
+    def cached(i: int) -> bool:
+        return all(f"{digests[i]}/{view}" in known for view in views)
+
+    missing = [i for i in range(len(samples)) if not cached(i)]
     if missing:
-        computed, kept = compute_features(backbone, [samples[i] for i in missing], prep, device, skipped, **kwargs)
-        new = {digests[missing[j]]: computed[:, k] for k, j in enumerate(kept)}
+        computed, kept = compute_features(backbone, [samples[i] for i in missing], prep, device, skipped,
+                                          views=views, **kwargs)
+        new = {f"{digests[missing[j]]}/{view}": computed[v, k]
+               for k, j in enumerate(kept) for v, view in enumerate(views)}
         if cache:
             cache.add(new)
         known.update(new)
-    good = [i for i, digest in enumerate(digests) if digest in known]
-    unusable = [str(samples[i][0]) for i in range(len(samples)) if digests[i] not in known]
-    skipped.add(f"{path}: unreadable" for path in unusable if path not in skipped.reasons)
-    features = torch.stack([known[digests[i]] for i in good], dim=1) if good else torch.empty(len(VIEWS), 0, 0)
+    good = [i for i in range(len(samples)) if cached(i)]
+    skipped.add(f"{samples[i][0]}: unreadable" for i in range(len(samples))
+                if not cached(i) and str(samples[i][0]) not in skipped.reasons)
+    if not good:
+        return FeatureSet(torch.empty(len(views), 0, 0), torch.empty(0, dtype=torch.long), [])
+    features = torch.stack([torch.stack([known[f"{digests[i]}/{view}"] for i in good]) for view in views])
     labels = torch.tensor([samples[i][1] for i in good], dtype=torch.long)
     return FeatureSet(features, labels, [Path(samples[i][0]) for i in good])

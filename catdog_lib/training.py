@@ -27,7 +27,7 @@ from .config import cache_dir
 from .datasets import SkippedFiles, iterate_good, make_loader
 from .devices import autocast, pick_device, set_seed
 from .errors import CatdogError
-from .features import FeatureSet, extract_features
+from .features import VIEWS, FeatureSet, extract_features
 from .layout import find_dataset
 from .split import Split, stratified_split, subset_per_class
 from .transforms import eval_transform, train_transform
@@ -266,8 +266,8 @@ def train(cfg: TrainConfig, resume: bool = False) -> dict:
         extract = dict(prep=get_arch(cfg.arch).prep, device=device, skipped=skipped, cache_root=cache_root,
                        num_workers=cfg.num_workers, progress=cfg.progress,
                        reduced_precision=cfg.reduced_precision)
-        train_set = extract_features(model.backbone, backbone_id(cfg), split.train, **extract)
-        valid_set = extract_features(model.backbone, backbone_id(cfg), split.valid, **extract)
+        train_set = extract_features(model.backbone, backbone_id(cfg), split.train, views=VIEWS, **extract)
+        valid_set = extract_features(model.backbone, backbone_id(cfg), split.valid, views=("plain",), **extract)
         batches, net = FeatureBatches(train_set, valid_set, cfg, device), model.head
     else:
         batches, net = ImageBatches(split, model, cfg, device, skipped), model
