@@ -227,6 +227,27 @@ def _metrics(cfg: TrainConfig, split: Split, state: RunState, skipped: SkippedFi
             "config": asdict(cfg)}
 
 
+def _batches(cfg: TrainConfig, model: TransferNet, split: Split, device: torch.device,
+             skipped: SkippedFiles) -> tuple[FeatureBatches | ImageBatches, nn.Module]:
+    """The recipe's batch source and the part of the model it trains."""
+    if cfg.recipe == "finetune":
+        return ImageBatches(split, model, cfg, device, skipped), model
+    extract = dict(prep=get_arch(cfg.arch).prep, device=device, skipped=skipped,
+                   cache_root=cache_dir() / "features" if cfg.feature_cache else None,
+                   num_workers=cfg.num_workers, progress=cfg.progress, reduced_precision=cfg.reduced_precision)
+    train_set = extract_features(model.backbone, backbone_id(cfg), split.train, views=VIEWS, **extract)
+    valid_set = extract_features(model.backbone, backbone_id(cfg), split.valid, views=("plain",), **extract)
+    return FeatureBatches(train_set, valid_set, cfg, device), model.head
+
+
+def _log_scalars(writer, row: dict) -> None:
+    """TensorBoard scalars for one epoch, flushed so a live TensorBoard shows them at once."""
+    for tag, key in (("loss/train", "train_loss"), ("loss/valid", "valid_loss"),
+                     ("accuracy/valid", "valid_accuracy"), ("lr", "lr")):
+        writer.add_scalar(tag, row[key], row["epoch"])
+    writer.flush()
+
+
 def train(cfg: TrainConfig, resume: bool = False) -> dict:
     """Train (or resume) a run in ``cfg.out``; returns the metrics also written to metrics.json."""
     from torch.utils.tensorboard import SummaryWriter
@@ -261,23 +282,15 @@ def train(cfg: TrainConfig, resume: bool = False) -> dict:
         torch.set_rng_state(saved["rng_state"])
     elapsed_before = state.elapsed_s
     skipped = SkippedFiles()
-    if cfg.recipe == "features":
-        cache_root = cache_dir() / "features" if cfg.feature_cache else None
-        extract = dict(prep=get_arch(cfg.arch).prep, device=device, skipped=skipped, cache_root=cache_root,
-                       num_workers=cfg.num_workers, progress=cfg.progress,
-                       reduced_precision=cfg.reduced_precision)
-        train_set = extract_features(model.backbone, backbone_id(cfg), split.train, views=VIEWS, **extract)
-        valid_set = extract_features(model.backbone, backbone_id(cfg), split.valid, views=("plain",), **extract)
-        batches, net = FeatureBatches(train_set, valid_set, cfg, device), model.head
-    else:
-        batches, net = ImageBatches(split, model, cfg, device, skipped), model
+    batches, net = _batches(cfg, model, split, device, skipped)
     if not resume:  # feature extraction may draw random numbers; training starts from the seed
         set_seed(cfg.seed)
     loss_fn = nn.CrossEntropyLoss()
     scaler = torch.amp.GradScaler(device.type, enabled=device.type == "cuda")
     meta = model_meta(cfg, split)
     writer = SummaryWriter(str(out / "tensorboard"))
-    bar = tqdm(range(state.epoch, cfg.epochs), desc="epochs", unit="epoch", disable=not cfg.progress)
+    last_epoch = state.epoch if state.stopped_early else cfg.epochs
+    bar = tqdm(range(state.epoch, last_epoch), desc="epochs", unit="epoch", disable=not cfg.progress)
     try:
         for epoch in bar:
             epoch_start = time.perf_counter()
@@ -290,10 +303,7 @@ def train(cfg: TrainConfig, resume: bool = False) -> dict:
             row = {"epoch": epoch + 1, "train_loss": train_loss, "valid_loss": valid_loss,
                    "valid_accuracy": valid_acc, "lr": lr, "seconds": time.perf_counter() - epoch_start}
             state.history.append(row)
-            for tag, value in (("loss/train", train_loss), ("loss/valid", valid_loss),
-                               ("accuracy/valid", valid_acc), ("lr", lr)):
-                writer.add_scalar(tag, value, epoch + 1)
-            writer.flush()
+            _log_scalars(writer, row)
             bar.set_postfix(train_loss=f"{train_loss:.3f}", valid_loss=f"{valid_loss:.3f}", valid_acc=f"{valid_acc:.3f}")
             if valid_acc > state.best_accuracy or (valid_acc == state.best_accuracy and valid_loss < state.best_loss):
                 state.best_accuracy, state.best_loss, state.best_epoch = valid_acc, valid_loss, epoch + 1
