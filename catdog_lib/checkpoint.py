@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import glob
 import os
 import pickle
 import platform
@@ -26,10 +27,23 @@ def library_versions() -> dict[str, str]:
             "python": platform.python_version()}
 
 
+def _os_error(error: BaseException) -> OSError | None:
+    """The OSError behind ``error``, if any: torch.save reports a failed write (full disk, file too large)
+    as a RuntimeError raised while handling the OSError."""
+    seen: set[int] = set()
+    while error is not None and id(error) not in seen:
+        if isinstance(error, OSError):
+            return error
+        seen.add(id(error))
+        error = error.__cause__ or error.__context__
+    return None
+
+
 def atomic_save(obj: Any, path: Path) -> None:
     """torch.save to a temporary file beside ``path``, fsync, then rename over it.
 
-    An interrupted or failed write (full disk, read-only folder) leaves any previous file intact.
+    An interrupted or failed write (full disk, read-only folder) leaves any previous file intact. A temporary
+    file left by a killed process (``.NAME.*.tmp``) is removed by the next successful save of ``path``.
     """
     path = Path(path)
     try:
@@ -45,12 +59,15 @@ def atomic_save(obj: Any, path: Path) -> None:
         os.replace(tmp_name, path)
     except BaseException as error:
         Path(tmp_name).unlink(missing_ok=True)
-        if isinstance(error, OSError):
+        cause = _os_error(error)
+        if cause is not None:
             raise CatdogError(
-                f"cannot write {path}: {error.strerror or error}. Free disk space or choose another --out "
+                f"cannot write {path}: {cause.strerror or cause}. Free disk space or choose another --out "
                 "folder; the previous checkpoint there is unchanged."
             ) from None
         raise
+    for stale in path.parent.glob(f".{glob.escape(path.name)}.*.tmp"):
+        stale.unlink(missing_ok=True)
 
 
 def save_checkpoint(path: Path, model_state: dict, meta: dict, **training_state: Any) -> None:
@@ -65,13 +82,31 @@ def load_checkpoint(path: Path) -> dict:
     if not path.is_file():
         raise CatdogError(f"{path}: no such checkpoint file. Train one with `catdog train` first.")
     try:
+        with open(path, "rb") as file:
+            head = file.read(4)
+    except OSError as error:
+        raise CatdogError(
+            f"{path}: cannot read the checkpoint ({error.strerror or error}); check its permissions."
+        ) from None
+    # torch.save writes a zip archive (b"PK"); very old versions a raw pickle (protocol 2+: b"\x80").
+    # Anything else (an image, text, an empty file) would reach the unpickler and read as a security refusal.
+    if not head.startswith((b"PK", b"\x80")):
+        image = head.startswith((b"\x89PNG", b"\xff\xd8", b"GIF8"))
+        kind = "empty" if not head else "an image" if image else "another format"
+        raise CatdogError(
+            f"{path}: not a PyTorch checkpoint (the file is {kind}). "
+            "Pass the best.pt or last.pt written by `catdog train`."
+        )
+    try:
         data = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as error:
         lines = str(error).splitlines()
-        detail = next((line.strip() for line in lines if "WeightsUnpickler error" in line), lines[0] if lines else "")
+        # torch's first line advises loading with weights_only=False: never repeat that; name what was found
+        detail = next((line.strip() for line in lines if "GLOBAL" in line or "WeightsUnpickler error" in line),
+                      "unsupported content")
         raise CatdogError(
             f"{path}: refused: the file holds Python objects other than tensors and plain data, which could run "
-            f"code when loaded ({detail.split('. Please use')[0]}). Only load checkpoints you trust."
+            f"code when loaded ({detail.split('. Please use')[0].rstrip('.')}). Only load checkpoints you trust."
         ) from None
     except (RuntimeError, EOFError, zipfile.BadZipFile, ValueError, OSError) as error:
         raise CatdogError(

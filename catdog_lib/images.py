@@ -18,7 +18,12 @@ class BadImageError(Exception):
 
 def _to_rgb(image: Image.Image) -> Image.Image:
     """Grayscale, palette, CMYK, 16-bit and alpha images to 8-bit RGB (alpha over white)."""
-    if image.mode in {"I;16", "I;16B", "I;16L", "I", "F"}:
+    if image.mode in {"I;16", "I;16B", "I;16L", "I;16N"}:
+        # 16-bit samples: the same brightness in 8 bits (a constant gray stays gray, not black)
+        array = np.asarray(image, dtype=np.float64) * (255.0 / 65535.0)
+        image = Image.fromarray(np.rint(array).astype(np.uint8), mode="L")
+    elif image.mode in {"I", "F"}:
+        # 32-bit integer or float samples have no fixed range: stretch what is there to 0-255
         array = np.asarray(image, dtype=np.float64)
         low, high = float(array.min()), float(array.max())
         scaled = (array - low) * (255.0 / (high - low)) if high > low else np.zeros_like(array)
@@ -62,7 +67,15 @@ def load_rgb(path: str | Path, min_size: int | None = None) -> Image.Image:
         raise BadImageError(f"{path}: not an image (unrecognised format; is it HTML or text?)") from None
     except PermissionError:
         raise BadImageError(f"{path}: not readable (permission denied); fix its permissions") from None
-    except (OSError, SyntaxError, ValueError, Image.DecompressionBombError, Image.DecompressionBombWarning) as error:
+    except FileNotFoundError:
+        raise BadImageError(f"{path}: no such file (moved or deleted after the folder was listed?)") from None
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as error:
+        # Pillow refuses these in Image.open, before our own size check can name the dimensions
+        raise BadImageError(
+            f"{path}: too many pixels for a photo, refused as a possible decompression bomb ({error}); "
+            f"resize it below {MAX_PIXELS:,} pixels"
+        ) from None
+    except (OSError, SyntaxError, ValueError) as error:
         raise BadImageError(f"{path}: unreadable or truncated image ({error})") from None
 
 
