@@ -29,8 +29,14 @@ VIEWS = ("plain", "flip")
 
 
 def file_digest(path: Path) -> str:
-    """SHA-1 of a file's bytes: the same photo under another name hits the same cache entry."""
-    return hashlib.sha1(Path(path).read_bytes()).hexdigest()
+    """SHA-1 of a file's bytes: the same photo under another name hits the same cache entry.
+
+    An unreadable or missing file gets "" (never a cache hit); decoding it then reports why.
+    """
+    try:
+        return hashlib.sha1(Path(path).read_bytes()).hexdigest()
+    except OSError:
+        return ""
 
 
 class FeatureCache:
@@ -112,7 +118,7 @@ def extract_features(
     dtype = inference_dtype(device, kwargs.get("reduced_precision", True))
     cache = FeatureCache(cache_root, backbone_id, prep, dtype) if cache_root else None
     known = cache.load() if cache else {}
-    digests = [file_digest(path) if Path(path).is_file() else "" for path, _ in samples]
+    digests = [file_digest(path) for path, _ in samples]
 
     def cached(i: int) -> bool:
         return all(f"{digests[i]}/{view}" in known for view in views)

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import os
+import tempfile
 import time
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
@@ -190,9 +191,24 @@ def validate(net: nn.Module, batches: Iterator, loss_fn: nn.Module, device: torc
 
 
 def _write_json(path: Path, data: dict) -> None:
+    """Write JSON atomically (temp file, then rename)."""
     tmp = path.with_suffix(".json.tmp")
-    tmp.write_text(json.dumps(data, indent=1))
-    os.replace(tmp, path)
+    try:
+        tmp.write_text(json.dumps(data, indent=1))
+        os.replace(tmp, path)
+    except OSError as error:
+        tmp.unlink(missing_ok=True)
+        raise CatdogError(f"cannot write {path}: {error.strerror or error}. Free disk space or choose "
+                          "a writable --out folder.") from None
+
+
+def _ensure_writable(out: Path) -> None:
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=out):
+            pass
+    except OSError as error:
+        raise CatdogError(f"cannot write to {out}: {error.strerror or error}. Choose a writable --out folder.") from None
 
 
 def prepare_split(cfg: TrainConfig, out: Path, resume: bool) -> Split:
@@ -204,7 +220,10 @@ def prepare_split(cfg: TrainConfig, out: Path, resume: bool) -> Split:
     if cfg.per_class:
         split = Split(split.root, split.classes, subset_per_class(split.train, cfg.per_class),
                       subset_per_class(split.valid, max(2, cfg.per_class // 4)), split.valid_fraction, split.seed)
-    split.save(manifest)
+    try:
+        split.save(manifest)
+    except OSError as error:
+        raise CatdogError(f"cannot write {manifest}: {error.strerror or error}. Choose a writable --out folder.") from None
     return split
 
 
@@ -263,7 +282,7 @@ def train(cfg: TrainConfig, resume: bool = False) -> dict:
         cfg = TrainConfig(**{**saved["config"], "progress": cfg.progress, "device": cfg.device})
     elif last_path.exists():
         raise CatdogError(f"{out}: already holds a run (last.pt). Use --resume {out} or another --out folder.")
-    out.mkdir(parents=True, exist_ok=True)
+    _ensure_writable(out)
     started = time.perf_counter()
     set_seed(cfg.seed)
     device = pick_device(cfg.device)

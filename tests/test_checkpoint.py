@@ -181,8 +181,6 @@ def test_read_only_output_folder_is_a_clear_error_and_keeps_the_old_checkpoint(p
     assert _temp_files(run) == []
 
 
-@pytest.mark.xfail(strict=True, reason="training.py/split.py: train() writes split.json into --out without "
-                   "turning PermissionError into a CatdogError (see docs/RELIABILITY.md)")
 def test_train_into_a_read_only_folder_is_a_clear_error(public_tmp: Path) -> None:
     data = public_tmp / "data"
     for name in ("cats", "dogs"):

@@ -126,8 +126,6 @@ def test_finetune_skips_an_unreadable_file(unprivileged_training: tuple[dict, st
     assert results["finetune"] == {"skipped": [locked]}, results["finetune"]
 
 
-@pytest.mark.xfail(strict=True, reason="features.py: extract_features hashes every file (file_digest) before "
-                   "decoding, so an unreadable photo raises PermissionError (see docs/RELIABILITY.md)")
 def test_features_recipe_skips_an_unreadable_file(unprivileged_training: tuple[dict, str]) -> None:
     results, locked = unprivileged_training
     assert results["features"] == {"skipped": [locked]}, results["features"].get("error")
