@@ -150,6 +150,15 @@ def tiny_dataset(tmp_path: Path) -> Path:
     return make_dataset(tmp_path / "data")
 
 
+@pytest.fixture
+def real_data_root() -> Path:
+    """The real Kaggle subset named by CATDOG_DATA_DIR; the test is skipped (with the reason) without it."""
+    root = os.environ.get("CATDOG_DATA_DIR")
+    if not root or not (Path(root) / "training_set").is_dir():
+        pytest.skip("real photos not present: set CATDOG_DATA_DIR to the cat-and-dog subset")
+    return Path(root)
+
+
 @pytest.fixture(autouse=True)
 def _private_cache(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> None:
     """Feature caches go to a fresh folder, never the repo's data/cache."""

@@ -17,7 +17,6 @@ from catdog_lib.backbones import (ARCHS, _lite_state_dict, create_model, downloa
                                   load_lite_weights)
 from catdog_lib.errors import CatdogError
 from catdog_lib.transforms import eval_transform
-from support import real_data_root  # noqa: F401  (fixture)
 
 IMAGENET_DOMESTIC_CATS = range(281, 286)  # tabby, tiger cat, Persian, Siamese, Egyptian cat
 

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from support import write_class_images
+from conftest import make_dataset
 
 CATDOG = [sys.executable, "-m", "catdog_lib.cli"]
 
@@ -23,8 +23,8 @@ def trained_run(tmp_path_factory):
     """One tiny run shared by the CLI tests: Kaggle-style layout, lite0 without pretrained weights."""
     base = tmp_path_factory.mktemp("cli")
     data = base / "data"
-    write_class_images(data / "training_set" / "training_set", {"cats": 10, "dogs": 10})
-    write_class_images(data / "test_set" / "test_set", {"Cat": 4, "Dog": 4}, seed=1)
+    make_dataset(data / "training_set" / "training_set", {"cats": 10, "dogs": 10})
+    make_dataset(data / "test_set" / "test_set", {"Cat": 4, "Dog": 4})
     result = run_cli("train", "--data", data, "--out", base / "run", "--arch", "efficientnet_lite0",
                      "--weights", "none", "--epochs", "2", "--quiet", cache=base / "cache")
     assert result.returncode == 0, result.stderr
@@ -74,13 +74,13 @@ def test_wrong_input_is_one_clear_line_and_status_2(tmp_path, args, message):
 
 
 def test_data_root_with_one_class_is_refused(tmp_path):
-    write_class_images(tmp_path / "data", {"cats": 4})
+    make_dataset(tmp_path / "data", {"cats": 4})
     result = run_cli("train", "--data", tmp_path / "data", "--out", tmp_path / "run", cache=tmp_path / "cache")
     assert result.returncode == 2 and "need at least 2" in result.stderr and "Traceback" not in result.stderr
 
 
 def test_data_dir_environment_variable_is_the_default_root(tmp_path):
-    write_class_images(tmp_path / "data", {"cats": 3, "dogs": 3})
+    make_dataset(tmp_path / "data", {"cats": 3, "dogs": 3})
     result = run_cli("data", "check", cache=tmp_path / "cache", env={"CATDOG_DATA_DIR": str(tmp_path / "data")})
     assert result.returncode == 0, result.stderr
     assert "train: 6 images (cats 3, dogs 3)" in result.stdout and "no problems found" in result.stdout

@@ -16,7 +16,8 @@ from catdog_lib.features import extract_features
 from catdog_lib.layout import find_dataset, read_class_folders
 from catdog_lib.split import Split, stratified_split, subset_per_class
 from catdog_lib.training import EarlyStopping, FeatureBatches, ImageBatches, TrainConfig, run_epoch, train
-from support import feature_cache, real_data_root, write_class_images  # noqa: F401  (fixtures)
+from catdog_lib.config import cache_dir
+from conftest import make_dataset
 
 CPU = torch.device("cpu")
 
@@ -35,7 +36,7 @@ def _frozen_model() -> torch.nn.Module:
 
 @pytest.mark.parametrize("flip_p", [0.0, 1.0])
 def test_cached_features_train_the_same_head_as_the_plain_loop(tmp_path, flip_p):
-    root = write_class_images(tmp_path / "data", {"cats": 10, "dogs": 10})
+    root = make_dataset(tmp_path / "data", {"cats": 10, "dogs": 10})
     split = stratified_split(read_class_folders(root))
     cfg = _tiny_config(root, tmp_path / "run", flip_p=flip_p, num_workers=1, reduced_precision=False)
     prep = get_arch(cfg.arch).prep
@@ -62,8 +63,8 @@ def test_cached_features_train_the_same_head_as_the_plain_loop(tmp_path, flip_p)
     assert not torch.equal(cached.head[1].weight, _frozen_model().head[1].weight)  # it did train
 
 
-def test_train_writes_checkpoints_metrics_split_and_tensorboard(tmp_path, feature_cache):
-    root = write_class_images(tmp_path / "data", {"cats": 10, "dogs": 10})
+def test_train_writes_checkpoints_metrics_split_and_tensorboard(tmp_path):
+    root = make_dataset(tmp_path / "data", {"cats": 10, "dogs": 10})
     metrics = train(_tiny_config(root, tmp_path / "run"))
     run = tmp_path / "run"
     assert json.loads((run / "metrics.json").read_text())["epochs_run"] == metrics["epochs_run"] == 3
@@ -78,25 +79,25 @@ def test_train_writes_checkpoints_metrics_split_and_tensorboard(tmp_path, featur
     events.Reload()
     assert {"loss/train", "loss/valid", "accuracy/valid", "lr"} <= set(events.Tags()["scalars"])
     assert len(events.Scalars("accuracy/valid")) == 3
-    assert any(feature_cache.rglob("*.pt"))  # features were cached for the next run
+    assert any(cache_dir().rglob("*.pt"))  # features were cached for the next run
 
 
-def test_number_of_classes_comes_from_the_data(tmp_path, feature_cache):
-    root = write_class_images(tmp_path / "data", {"bird": 8, "cat": 8, "dog": 8})
+def test_number_of_classes_comes_from_the_data(tmp_path):
+    root = make_dataset(tmp_path / "data", {"bird": 8, "cat": 8, "dog": 8})
     train(_tiny_config(root, tmp_path / "run", epochs=1))
     loaded = load_model(tmp_path / "run" / "best.pt")
     assert loaded.classes == ["bird", "cat", "dog"] and loaded.model.head[1].out_features == 3
 
 
-def test_warm_cache_gives_the_same_run(tmp_path, feature_cache):
-    root = write_class_images(tmp_path / "data", {"cats": 10, "dogs": 10})
+def test_warm_cache_gives_the_same_run(tmp_path):
+    root = make_dataset(tmp_path / "data", {"cats": 10, "dogs": 10})
     first = train(_tiny_config(root, tmp_path / "cold"))
     second = train(_tiny_config(root, tmp_path / "warm"))
     assert [r["valid_loss"] for r in first["history"]] == [r["valid_loss"] for r in second["history"]]
 
 
-def test_existing_run_needs_resume(tmp_path, feature_cache):
-    root = write_class_images(tmp_path / "data", {"cats": 6, "dogs": 6})
+def test_existing_run_needs_resume(tmp_path):
+    root = make_dataset(tmp_path / "data", {"cats": 6, "dogs": 6})
     train(_tiny_config(root, tmp_path / "run", epochs=1))
     with pytest.raises(CatdogError, match="--resume"):
         train(_tiny_config(root, tmp_path / "run", epochs=1))
@@ -105,7 +106,7 @@ def test_existing_run_needs_resume(tmp_path, feature_cache):
 
 
 def test_split_is_stratified_reproducible_and_saved(tmp_path):
-    root = write_class_images(tmp_path / "data", {"cats": 20, "dogs": 15})
+    root = make_dataset(tmp_path / "data", {"cats": 20, "dogs": 15})
     folders = read_class_folders(root)
     split = stratified_split(folders)
     assert split.counts() == {"train": {"cats": 16, "dogs": 12}, "valid": {"cats": 4, "dogs": 3}}
@@ -121,7 +122,7 @@ def test_early_stopping_follows_the_tutorial():
     assert decisions == [False, False, False, False, False, False, False, True]
 
 
-def test_real_photos_reach_high_accuracy(real_data_root, tmp_path, feature_cache):
+def test_real_photos_reach_high_accuracy(real_data_root, tmp_path):
     """Lite0's real weights on 100 photos per class: a quick check that transfer learning works."""
     metrics = train(TrainConfig(data=str(real_data_root), out=str(tmp_path / "run"), arch="efficientnet_lite0",
                                 per_class=100, progress=False))

@@ -1,0 +1,153 @@
+"""The benchmark script's helpers: tables, machine info, goals, time-to-target, the report file.
+
+Nothing here is timed: `make bench` measures, these tests only check the bookkeeping around it.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+BENCH_PATH = Path(__file__).resolve().parent.parent / "benchmarks" / "bench.py"
+
+
+@pytest.fixture(scope="module")
+def bench():
+    spec = importlib.util.spec_from_file_location("bench", BENCH_PATH)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def fake_results(quick: bool = False, profile: bool = False) -> dict:
+    """Results shaped as main() builds them, with made-up numbers."""
+    memory = {"process_rss_bytes": 1_500_000_000, "tree_pss_bytes": 2_000_000_000, "bytes": 2_000_000_000}
+    history = [{"epoch": 1, "valid_accuracy": 0.97, "seconds": 1.0}, {"epoch": 2, "valid_accuracy": 0.98, "seconds": 1.0}]
+    results = {
+        "date": "2026-01-02", "quick": quick,
+        "machine": {"cpu": "Test CPU", "cores": 2, "torch_threads": 2, "torch": "2.x", "device": "cpu",
+                    "inference_dtype": "bfloat16"},
+        "tutorial": {"seconds_per_photo": 0.25, "photos_per_epoch": 2000, "memory": memory},
+        "extraction": {"arch": "efficientnet_lite2", "images_per_s": 70.0, "forwards_per_s": 140.0},
+        "recipe": {"cold_s": 80.0, "warm_s": 20.0, "valid_accuracy": 0.99, "best_epoch": 2, "test_accuracy": 0.985,
+                   "test_n": 1000, "test_s": 12.0, "history": history, "memory": memory},
+        "time_to_target": {"tutorial_s": 1000.0, "ours_s": 40.0, "ratio": 25.0},
+    }
+    if profile:
+        results["profile"] = {"arch": "efficientnet_lite2", "rows": [
+            {"stage": "JPEG decode + resize", "variant": "JPEG draft mode", "images_per_s": 120.0, "ours": True}]}
+    return results
+
+
+def test_markdown_table_pads_columns(bench):
+    table = bench.markdown_table(["Name", "Value"], [["a", "1"], ["longer name", 22]]).splitlines()
+    assert table[0] == "| Name        | Value |"
+    assert table[1] == "|-------------|-------|"
+    assert table[3] == "| longer name | 22    |"
+    assert len({len(line) for line in table}) == 1
+
+
+def test_cpu_model_reads_cpuinfo(bench, tmp_path):
+    cpuinfo = tmp_path / "cpuinfo"
+    cpuinfo.write_text("processor\t: 0\nmodel name\t: Example CPU @ 2.0GHz\nflags\t: avx\n")
+    assert bench.cpu_model(cpuinfo) == "Example CPU @ 2.0GHz"
+    assert bench.cpu_model(tmp_path / "missing")  # falls back to something printable
+
+
+def test_machine_info_has_the_table_fields(bench):
+    info = bench.machine_info()
+    assert set(info) == {"cpu", "cores", "torch_threads", "torch", "device", "inference_dtype"}
+    assert info["cores"] >= 1 and info["torch_threads"] >= 1
+    assert bench.machine_label(info).startswith(info["cpu"])
+
+
+def test_process_rss_is_that_of_a_python_with_torch(bench):
+    assert bench.process_rss_bytes() > 50_000_000
+
+
+@pytest.mark.skipif(not Path("/proc/self/smaps_rollup").exists(), reason="needs Linux /proc")
+def test_peak_memory_counts_live_children(bench):
+    child = subprocess.Popen([sys.executable, "-c", "import time; data = b\"x\" * 100_000_000; time.sleep(30)"])
+    try:
+        deadline = time.monotonic() + 20
+        while bench._pss_bytes(child.pid) < 100_000_000 and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert child.pid in bench._descendants(os.getpid())
+        with bench.PeakMemory(interval=0.01) as peak:
+            pass
+        assert peak.peak_bytes >= bench._pss_bytes(os.getpid()) + 100_000_000
+    finally:
+        child.kill()
+        child.wait()
+
+
+def test_format_memory(bench):
+    text = bench.format_memory({"process_rss_bytes": 1.3e9, "tree_pss_bytes": 1.45e9, "bytes": 1.45e9})
+    assert text == "1.45 GB (process RSS 1.30; with data workers, PSS 1.45)"
+
+
+def test_time_to_target(bench):
+    assert bench.tutorial_time_to_target(0.25, 2000) == pytest.approx(1000.0)
+    history = [{"valid_accuracy": 0.96, "seconds": 2.0}, {"valid_accuracy": 0.975, "seconds": 3.0},
+               {"valid_accuracy": 0.99, "seconds": 5.0}]
+    # wall 30 s = 20 s set-up and extraction + 10 s of epochs; the target is first met after epoch 2
+    assert bench.ours_time_to_target(30.0, history) == pytest.approx(25.0)
+    assert bench.ours_time_to_target(30.0, history[:1]) is None
+
+
+def test_goal_marks(bench):
+    assert bench.goal_mark("cold_s", 80.0) == ("< 90 s", "yes")
+    assert bench.goal_mark("warm_s", 20.0) == ("< 15 s", "no")
+    assert bench.goal_mark("ratio", None) == (">= 20x", "n/a")
+    assert bench.goal_mark("memory_bytes", 2.9e9) == ("< 3 GB", "yes")
+    assert bench.goal_mark("no such goal", 1.0) == ("", "")
+
+
+def test_report_shows_every_row_and_goal(bench):
+    text = bench.report(fake_results())
+    assert "| Test CPU" in text and "Measured 2026-01-02." in text
+    assert "0.250 s" in text and "70.0 images/s (140.0 forward passes/s)" in text
+    assert "25.0x" in text and "2.00 GB (process RSS 1.50; with data workers, PSS 2.00)" in text
+    met = [line.rstrip(" |").rsplit("|", 1)[1].strip() for line in text.splitlines() if line.startswith("| Ours")]
+    assert "no" in met and "yes" in met  # warm 20 s misses its goal, cold 80 s meets it
+    assert "Where the time goes" not in text
+    profiled = bench.report(fake_results(quick=True, profile=True))
+    assert "quick mode" in profiled and "| JPEG decode + resize | JPEG draft mode | 120.0" in profiled
+
+
+def test_update_doc_replaces_the_machine_section_and_keeps_the_rest(bench, tmp_path):
+    doc = tmp_path / "docs" / "BENCHMARKS.md"
+    bench.update_doc(doc, "CPU A · 2 cores · cpu", "first A")
+    assert doc.read_text().startswith(bench.INTRO.splitlines()[0])
+    bench.update_doc(doc, "CPU B · 8 cores · cpu", "only B")
+    doc.write_text(doc.read_text().replace("# Benchmarks\n", "# Benchmarks\n\nHand-written note.\n"))
+    bench.update_doc(doc, "CPU A · 2 cores · cpu", "second A")
+    text = doc.read_text()
+    assert "Hand-written note." in text
+    assert "first A" not in text and text.count("## CPU A") == 1 and "second A" in text
+    assert text.index("## CPU A") < text.index("## CPU B") and "only B" in text
+    assert text.endswith("only B\n")
+
+
+def test_missing_data_dir_is_a_clear_exit(bench, monkeypatch, tmp_path):
+    monkeypatch.delenv("CATDOG_DATA_DIR", raising=False)
+    with pytest.raises(SystemExit, match="set CATDOG_DATA_DIR"):
+        bench.data_root_or_exit()
+    monkeypatch.setenv("CATDOG_DATA_DIR", str(tmp_path / "nowhere"))
+    with pytest.raises(SystemExit, match="no such folder"):
+        bench.data_root_or_exit()
+
+
+def test_quick_mode_shortens_the_parts(bench, monkeypatch):
+    monkeypatch.setenv("BENCH_QUICK", "1")
+    quick = bench.parse_args([])
+    assert quick.quick and quick.tutorial_batches == 5 and quick.extract_images == 64
+    monkeypatch.delenv("BENCH_QUICK")
+    full = bench.parse_args(["--tutorial-batches", "10"])
+    assert not full.quick and full.tutorial_batches == 10 and full.extract_images == 256

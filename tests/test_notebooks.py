@@ -1,0 +1,118 @@
+"""The committed notebooks' shape: clean, one literal parameters cell, a Colab badge, thin library calls.
+
+Executing them is nbval's job: `pytest --nbval-lax --nbval-current-env notebooks/`.
+"""
+
+from __future__ import annotations
+
+import ast
+
+import nbformat
+import pytest
+from IPython.core.inputtransformer2 import TransformerManager
+
+from catdog_lib.course import NOTEBOOK_DIR, NOTEBOOKS
+
+COLAB = "https://colab.research.google.com/github/catdog-course/catdog/blob/main/notebooks/{name}"
+
+
+def read(name: str) -> nbformat.NotebookNode:
+    return nbformat.read(NOTEBOOK_DIR / name, as_version=4)
+
+
+def code_cells(nb: nbformat.NotebookNode) -> list:
+    return [cell for cell in nb.cells if cell.cell_type == "code"]
+
+
+def parse(cell) -> ast.Module:
+    """A code cell as Python (IPython magics turned into calls)."""
+    return ast.parse(TransformerManager().transform_cell(cell.source))
+
+
+def test_the_six_notebooks_in_order():
+    assert sorted(p.name for p in NOTEBOOK_DIR.glob("*.ipynb")) == list(NOTEBOOKS)
+
+
+@pytest.fixture(params=NOTEBOOKS)
+def notebook(request) -> tuple[str, nbformat.NotebookNode]:
+    nb = read(request.param)
+    nbformat.validate(nb)
+    return request.param, nb
+
+
+@pytest.fixture
+def nb(notebook) -> nbformat.NotebookNode:
+    return notebook[1]
+
+
+def test_committed_without_outputs(nb):
+    for cell in code_cells(nb):
+        assert cell.outputs == [] and cell.execution_count is None, cell.source[:80]
+
+
+def test_runs_on_the_python3_kernel(nb):
+    assert nb.metadata["kernelspec"]["name"] == "python3"
+
+
+def test_colab_badge_first(notebook):
+    name, nb = notebook
+    first = nb.cells[0]
+    assert first.cell_type == "markdown"
+    assert COLAB.format(name=name) in first.source and "colab-badge.svg" in first.source
+
+
+def test_install_cell_only_acts_on_colab(nb):
+    install = code_cells(nb)[0]
+    tree = parse(install)
+    guarded = [node for node in tree.body if isinstance(node, ast.If)]
+    assert guarded and ast.unparse(guarded[0].test) == "'google.colab' in sys.modules"
+    assert not any(isinstance(node, ast.Expr) and "pip" in ast.unparse(node) for node in tree.body)
+
+
+def test_one_parameters_cell_of_literal_values(nb):
+    tagged = [cell for cell in nb.cells if "parameters" in cell.metadata.get("tags", [])]
+    assert len(tagged) == 1
+    cell = tagged[0]
+    assert cell.cell_type == "code" and cell is code_cells(nb)[1]
+    statements = ast.parse(cell.source).body
+    assert statements
+    for statement in statements:
+        assert isinstance(statement, ast.Assign), ast.unparse(statement)
+        assert [type(t) for t in statement.targets] == [ast.Name] and statement.targets[0].id.isupper()
+        ast.literal_eval(statement.value)  # raises for anything but a literal
+    assert "SEED" in {s.targets[0].id for s in statements}
+
+
+def test_seeds_and_honours_fast_mode_after_the_parameters(nb):
+    derived = code_cells(nb)[2].source
+    assert "devices.set_seed(SEED)" in derived
+    assert "config.fast_mode()" in derived
+    assert "course.course_data_root()" in derived
+
+
+def test_thin_no_classes_or_training_loops(nb):
+    for cell in code_cells(nb):
+        for node in ast.walk(parse(cell)):
+            assert not isinstance(node, ast.ClassDef), cell.source[:80]
+            if isinstance(node, (ast.For, ast.comprehension)):
+                assert "loader" not in ast.unparse(node.iter), cell.source[:80]
+            if isinstance(node, ast.Attribute):
+                assert node.attr not in {"backward", "zero_grad"}, cell.source[:80]
+
+
+def test_checks_its_facts(nb):
+    """Committed notebooks have no outputs to compare, so their cells assert what must hold."""
+    asserting = [cell for cell in code_cells(nb)
+                 if any(isinstance(node, ast.Assert) for node in ast.walk(parse(cell)))]
+    assert len(asserting) >= 3
+
+
+@pytest.mark.parametrize("name", ["05_evaluate.ipynb", "06_save_and_load.ipynb"])
+def test_later_notebooks_train_if_needed(name):
+    assert "course.ensure_course_checkpoint(DATA_ROOT)" in code_cells(read(name))[2].source
+
+
+def test_training_notebook_starts_fresh_and_trains():
+    source = "\n".join(cell.source for cell in code_cells(read("04_transfer_learning.ipynb")))
+    assert "course.fresh_course_run(RUN_DIR)" in source and "training.train(cfg)" in source
+    assert 'device=summary_device' in source  # torchsummary defaults to CUDA
