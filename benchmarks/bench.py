@@ -1,0 +1,494 @@
+"""`make bench`: the tutorial's recipe against this project's default recipe, on the same photos.
+
+Each part runs in its own spawned process, so its peak memory is its own:
+
+1. tutorial: VGG16_bn with frozen features and the tutorial's head, batch 4, plain PIL decoding,
+   no workers, a full forward every step; seconds per training photo over a fixed number of batches;
+2. extraction: images/s of this project's default backbone through ``compute_features``, decode included;
+3. recipe: ``catdog train`` defaults run in full with a cold feature cache, then a warm one; the
+   best checkpoint evaluated on the test split;
+4. profile (``--profile``): decode and forward variants on a batch of 32, the evidence for the design.
+
+Prints a markdown table, writes ``runs/bench.json`` and a section of ``docs/BENCHMARKS.md`` per machine.
+``--quick`` (or BENCH_QUICK=1) shortens parts 1, 2 and 4 to prove the script works; part 3 always runs in full.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import datetime
+import json
+import multiprocessing
+import os
+import platform
+import re
+import resource
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Callable, Sequence
+from concurrent.futures import ProcessPoolExecutor
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+from torch.utils.data import DataLoader, Subset
+from torchvision import datasets
+from torchvision import transforms as T
+
+from catdog_lib.backbones import DEFAULT_ARCH, create_model, get_arch
+from catdog_lib.config import CACHE_ENV, DATA_ENV, REPO_ROOT
+from catdog_lib.datasets import SkippedFiles
+from catdog_lib.devices import inference_dtype, pick_device, set_seed
+from catdog_lib.errors import CatdogError
+from catdog_lib.evaluation import evaluate_folder, load_model
+from catdog_lib.features import VIEWS, compute_features
+from catdog_lib.images import load_rgb
+from catdog_lib.layout import find_dataset
+from catdog_lib.split import Split, stratified_split
+from catdog_lib.training import TrainConfig, train
+from catdog_lib.transforms import eval_transform
+
+TARGET_ACCURACY = 0.975
+TUTORIAL_EPOCHS_TO_TARGET = 2  # the tutorial's log first passes 97.5% valid accuracy after its 2nd epoch
+TUTORIAL_BATCH_SIZE = 4
+WARMUP_BATCHES = 2
+PROFILE_BATCH = 32
+GB = 1e9
+GOALS = {  # name: (description, test)
+    "cold_s": ("< 90 s", lambda value: value < 90),
+    "warm_s": ("< 15 s", lambda value: value < 15),
+    "images_per_s": (">= 60 images/s", lambda value: value >= 60),
+    "ratio": (">= 20x", lambda value: value >= 20),
+    "memory_bytes": ("< 3 GB", lambda value: value < 3 * GB),
+}
+INTRO = """# Benchmarks
+
+`make bench` (`benchmarks/bench.py`) times the tutorial's recipe and this project's default recipe on
+the same photos (`$CATDOG_DATA_DIR`: 2,000 training photos split 1,600 train / 400 valid, 1,000 test).
+
+- **Tutorial**: VGG16_bn with frozen features and the tutorial's head, batch size 4, plain PIL decoding,
+  `num_workers=0`, Adam (lr 1e-4), a full forward through the backbone every step. A fixed number of
+  training batches is timed (after two warm-up batches); its time to 97.5% valid accuracy is estimated as
+  seconds per photo x (train + valid photos) x 2 epochs, the epoch where its log first passes 97.5%.
+- **Ours**: `catdog train` with its defaults (EfficientNet-Lite2 features computed once per photo and view,
+  cached, then the head trained on them), run in full with a cold feature cache and again with a warm
+  one, then evaluated on the test split. Its time to 97.5% is the cold run's set-up and feature extraction
+  plus head training up to the first epoch at or above 97.5% valid accuracy.
+- **Extraction**: photos/s through the default backbone, JPEG decoding included (two forward passes per
+  photo: plain and flipped).
+- **Peak memory**: each part runs in its own process; its peak RSS (`getrusage`), and the peak of its
+  memory together with its data-loading worker (PSS, sampled every second). The goal applies to the larger.
+
+Goals: the default recipe under 90 s cold and under 15 s warm for 2,000 photos; extraction at least
+60 images/s; time to 97.5% valid accuracy at least 20x shorter than the tutorial's; peak memory under 3 GB.
+These are goals, not gates: each run records whether it met them. `make bench` rewrites the section of
+the machine it runs on; `--profile` adds the "where the time goes" table behind the design choices.
+"""
+
+
+# ---------------------------------------------------------------- report helpers (tests/test_bench.py)
+
+def markdown_table(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
+    """A GitHub markdown table with columns padded to equal width."""
+    cells = [[str(cell) for cell in row] for row in [headers, *rows]]
+    widths = [max(len(row[i]) for row in cells) for i in range(len(headers))]
+    lines = ["| " + " | ".join(cell.ljust(width) for cell, width in zip(row, widths)) + " |" for row in cells]
+    lines.insert(1, "|" + "|".join("-" * (width + 2) for width in widths) + "|")
+    return "\n".join(lines)
+
+
+def cpu_model(cpuinfo: Path = Path("/proc/cpuinfo")) -> str:
+    """The CPU's model name from /proc/cpuinfo, else what the platform module says."""
+    with contextlib.suppress(OSError):
+        for line in cpuinfo.read_text().splitlines():
+            if line.lower().startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    return platform.processor() or platform.machine() or "unknown CPU"
+
+
+def machine_info() -> dict[str, Any]:
+    """CPU, core and thread counts, torch version and the device the recipes run on."""
+    device = pick_device()
+    name = torch.cuda.get_device_name(device) if device.type == "cuda" else device.type
+    return {"cpu": cpu_model(), "cores": os.cpu_count(), "torch_threads": torch.get_num_threads(),
+            "torch": str(torch.__version__), "device": name,
+            "inference_dtype": str(inference_dtype(device)).replace("torch.", "")}
+
+
+def machine_label(machine: dict[str, Any]) -> str:
+    """The heading a machine's section has in BENCHMARKS.md."""
+    return f"{machine['cpu']} · {machine['cores']} cores · {machine['device']}"
+
+
+def process_rss_bytes() -> int:
+    """Peak resident bytes of this process alone (getrusage; KiB on Linux, bytes on macOS)."""
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * (1 if sys.platform == "darwin" else 1024)
+
+
+def _descendants(pid: int) -> list[int]:
+    """Live child processes of ``pid``, recursively (Linux /proc)."""
+    found = []
+    for children in Path(f"/proc/{pid}/task").glob("*/children"):
+        with contextlib.suppress(OSError):
+            for child in map(int, children.read_text().split()):
+                found += [child, *_descendants(child)]
+    return found
+
+
+def _pss_bytes(pid: int) -> int:
+    """Proportional set size of ``pid``: its resident memory, pages shared with others counted pro rata."""
+    with contextlib.suppress(OSError, ValueError):
+        for line in Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines():
+            if line.startswith("Pss:"):
+                return int(line.split()[1]) * 1024
+    return 0
+
+
+class PeakMemory:
+    """Samples the PSS of this process plus its data workers every ``interval`` seconds; keeps the peak.
+
+    getrusage's RUSAGE_CHILDREN cannot give this: it only sees finished children, and a process
+    inherits its parent's value. Forked workers share pages with their parent; PSS counts them once.
+    """
+
+    def __init__(self, interval: float = 1.0):  # reading PSS walks page tables: ~10-30 ms per GB
+        self.interval = interval
+        self.peak_bytes = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def sample(self) -> None:
+        """Add one reading of the process tree's PSS."""
+        pid = os.getpid()
+        self.peak_bytes = max(self.peak_bytes, sum(map(_pss_bytes, [pid, *_descendants(pid)])))
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.interval):
+            self.sample()
+
+    def __enter__(self) -> "PeakMemory":
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+        self.sample()
+
+
+def format_memory(memory: dict[str, int]) -> str:
+    """'1.45 GB (process RSS 1.30; with data workers, PSS 1.45)'."""
+    return (f"{memory['bytes'] / GB:.2f} GB (process RSS {memory['process_rss_bytes'] / GB:.2f}; "
+            f"with data workers, PSS {memory['tree_pss_bytes'] / GB:.2f})")
+
+
+def tutorial_time_to_target(seconds_per_photo: float, photos_per_epoch: int) -> float:
+    """The tutorial's time to 97.5% valid accuracy: every train and valid photo, for its 2 epochs."""
+    return seconds_per_photo * photos_per_epoch * TUTORIAL_EPOCHS_TO_TARGET
+
+
+def ours_time_to_target(wall_s: float, history: list[dict], target: float = TARGET_ACCURACY) -> float | None:
+    """Wall time of a run up to the end of its first epoch with valid accuracy >= ``target``.
+
+    Set-up and feature extraction are the run's wall time less all epochs; None if never reached.
+    """
+    setup_s = wall_s - sum(row["seconds"] for row in history)
+    elapsed = setup_s
+    for row in history:
+        elapsed += row["seconds"]
+        if row["valid_accuracy"] >= target:
+            return elapsed
+    return None
+
+
+def goal_mark(name: str, value: float | None) -> tuple[str, str]:
+    """(goal, "yes"/"no"/"n/a") for a measured value; no goal gives ("", "")."""
+    if name not in GOALS:
+        return "", ""
+    description, met = GOALS[name]
+    return description, "n/a" if value is None else ("yes" if met(value) else "no")
+
+
+def results_rows(results: dict[str, Any]) -> list[list[str]]:
+    """The summary table's rows: measure, value, goal, met."""
+    tut, ext, rec, ttt = results["tutorial"], results["extraction"], results["recipe"], results["time_to_target"]
+
+    def row(label: str, text: str, goal: str = "", value: float | None = None) -> list[str]:
+        return [label, text, *goal_mark(goal, value)]
+
+    ratio = ttt["ratio"]
+    return [
+        row(f"Tutorial: seconds per training photo (VGG16_bn, batch {TUTORIAL_BATCH_SIZE})",
+            f"{tut['seconds_per_photo']:.3f} s"),
+        row(f"Ours: feature extraction ({ext['arch']}, decode included)",
+            f"{ext['images_per_s']:.1f} images/s ({ext['forwards_per_s']:.1f} forward passes/s)",
+            "images_per_s", ext["images_per_s"]),
+        row("Ours: default recipe, full run, cold cache", f"{rec['cold_s']:.1f} s", "cold_s", rec["cold_s"]),
+        row("Ours: default recipe, full run, warm cache", f"{rec['warm_s']:.1f} s", "warm_s", rec["warm_s"]),
+        row("Ours: best valid accuracy", f"{rec['valid_accuracy']:.2%} (epoch {rec['best_epoch']})"),
+        row(f"Ours: test accuracy ({rec['test_n']} photos)",
+            f"{rec['test_accuracy']:.2%} (evaluated in {rec['test_s']:.1f} s, cold cache)"),
+        row("Tutorial: time to 97.5% valid (estimate)", f"{ttt['tutorial_s']:.0f} s"),
+        row("Ours: time to 97.5% valid (cold cache)",
+            "not reached" if ttt["ours_s"] is None else f"{ttt['ours_s']:.1f} s"),
+        row("Time to 97.5% valid: tutorial / ours", "n/a" if ratio is None else f"{ratio:.1f}x", "ratio", ratio),
+        row("Peak memory: tutorial", format_memory(tut["memory"])),
+        row("Peak memory: ours (default recipe + evaluation)", format_memory(rec["memory"]),
+            "memory_bytes", rec["memory"]["bytes"]),
+    ]
+
+
+def machine_rows(machine: dict[str, Any]) -> list[list[str]]:
+    """The machine table's rows."""
+    return [["CPU", machine["cpu"]], ["Cores (os.cpu_count)", str(machine["cores"])],
+            ["Torch threads", str(machine["torch_threads"])], ["torch", machine["torch"]],
+            ["Device", f"{machine['device']} (frozen-backbone precision: {machine['inference_dtype']})"]]
+
+
+def profile_rows(profile: dict[str, Any]) -> list[list[str]]:
+    """The profile table's rows: stage, variant, images/s, whether the default recipe uses it."""
+    return [[row["stage"], row["variant"], f"{row['images_per_s']:.1f}", "yes" if row["ours"] else ""]
+            for row in profile["rows"]]
+
+
+def report(results: dict[str, Any]) -> str:
+    """The markdown printed and written to BENCHMARKS.md: machine, results and (if run) profile tables."""
+    machine = results["machine"]
+    mode = " — **quick mode**: reduced, not representative" if results["quick"] else ""
+    parts = [f"Measured {results['date']}{mode}.", "",
+             markdown_table(["Machine", ""], machine_rows(machine)), "",
+             markdown_table(["Measure", "Value", "Goal", "Met"], results_rows(results))]
+    if results.get("profile"):
+        parts += ["", f"Where the time goes ({results['profile']['arch']}, batch of {PROFILE_BATCH} photos):", "",
+                  markdown_table(["Stage", "Variant", "Images/s", "Default recipe"], profile_rows(results["profile"]))]
+    return "\n".join(parts)
+
+
+def update_doc(path: Path, heading: str, body: str) -> None:
+    """Replace the ``## heading`` section of ``path`` with ``body`` (or append it), keeping the rest."""
+    text = path.read_text() if path.exists() else INTRO
+    chunks = re.split(r"(?m)^(?=## )", text)
+    intro, sections = chunks[0], chunks[1:]
+    title = f"## {heading}\n"
+    new = f"{title}\n{body.rstrip()}\n\n"
+    kept = [new if section.startswith(title) else section for section in sections]
+    if new not in kept:
+        kept.append(new)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(intro.rstrip() + "\n\n" + "".join(section.rstrip() + "\n\n" for section in kept).rstrip() + "\n")
+
+
+# ---------------------------------------------------------------- the measured parts (each in a child process)
+
+def in_child(fn: Callable[..., dict[str, Any]], *args: Any) -> dict[str, Any]:
+    """Run ``fn(*args)`` in a fresh spawned process; its result gains that process's peak memory."""
+    with ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn")) as pool:
+        return pool.submit(_with_peak_memory, fn, *args).result()
+
+
+def _with_peak_memory(fn: Callable[..., dict[str, Any]], *args: Any) -> dict[str, Any]:
+    """``fn(*args)`` plus the peak memory of the process that ran it (alone, and with its workers)."""
+    with PeakMemory() as tree:
+        result = fn(*args)
+    own = process_rss_bytes()
+    return {**result, "memory": {"process_rss_bytes": own, "tree_pss_bytes": tree.peak_bytes,
+                                 "bytes": max(own, tree.peak_bytes)}}
+
+
+def _split(root: Path) -> Split:
+    """The tutorial's stratified 80/20 split of the training photos."""
+    return stratified_split(find_dataset(root).train())
+
+
+def _sync(device: torch.device) -> None:
+    """Wait for queued GPU work, so that timings cover it."""
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def tutorial_part(root: Path, batches: int) -> dict[str, Any]:
+    """The tutorial's training loop, timed over ``batches`` batches after the warm-up ones."""
+    set_seed(42)
+    device = pick_device()
+    split = _split(root)
+    transform = T.Compose([T.Resize([224, 224]), T.RandomHorizontalFlip(0.3), T.ToTensor()])
+    folder = datasets.ImageFolder(str(find_dataset(root).train_dir), transform)  # plain PIL, no draft mode
+    index = {Path(path): i for i, (path, _) in enumerate(folder.samples)}
+    train_set = Subset(folder, [index[Path(path)] for path, _ in split.train])
+    loader = DataLoader(train_set, batch_size=TUTORIAL_BATCH_SIZE, shuffle=True, num_workers=0,
+                        generator=torch.Generator().manual_seed(42))
+    model = create_model("vgg16_bn", len(split.classes), weights=None).to(device)  # compute as pretrained
+    model.freeze_backbone()
+    optimizer = torch.optim.Adam([p for p in model.parameters() if p.requires_grad], lr=1e-4)
+    loss_fn = nn.CrossEntropyLoss()
+    model.train()
+    steps = iter(loader)
+    for step in range(WARMUP_BATCHES + batches):
+        if step == WARMUP_BATCHES:
+            _sync(device)
+            started = time.perf_counter()
+        images, labels = next(steps)
+        images, labels = images.to(device), labels.to(device)
+        optimizer.zero_grad()
+        loss = loss_fn(model(images), labels)
+        loss.backward()
+        optimizer.step()
+        loss.item()  # the tutorial's running loss; also waits for the GPU
+    elapsed = time.perf_counter() - started
+    photos = batches * TUTORIAL_BATCH_SIZE
+    return {"batches": batches, "photos": photos, "seconds": elapsed, "seconds_per_photo": elapsed / photos,
+            "photos_per_epoch": len(split.train) + len(split.valid)}
+
+
+def extraction_part(root: Path, n_images: int) -> dict[str, Any]:
+    """Images/s of the default backbone through ``compute_features`` (no cache), after a 1-batch warm-up."""
+    device = pick_device()
+    split = _split(root)
+    prep = get_arch(DEFAULT_ARCH).prep
+    backbone = create_model(DEFAULT_ARCH, len(split.classes)).backbone
+    run = dict(prep=prep, device=device, skipped=SkippedFiles(), progress=False)
+    compute_features(backbone, split.valid[:PROFILE_BATCH], **run)  # warm-up on other photos
+    started = time.perf_counter()
+    features, kept = compute_features(backbone, split.train[:n_images], **run)
+    elapsed = time.perf_counter() - started
+    rate = len(kept) / elapsed
+    return {"arch": DEFAULT_ARCH, "images": len(kept), "seconds": elapsed, "images_per_s": rate,
+            "forwards_per_s": rate * len(VIEWS), "feature_dim": features.shape[-1]}
+
+
+def recipe_part(root: Path) -> dict[str, Any]:
+    """``catdog train`` defaults, cold then warm cache, and the cold run's best checkpoint on the test split."""
+    with tempfile.TemporaryDirectory(prefix="catdog-bench-") as tmp:
+        os.environ[CACHE_ENV] = str(Path(tmp) / "cache")  # a fresh, empty feature cache
+        runs = {}
+        for name in ("cold", "warm"):
+            started = time.perf_counter()
+            metrics = train(TrainConfig(data=str(root), out=str(Path(tmp) / name), progress=False))
+            runs[name] = (time.perf_counter() - started, metrics)
+        started = time.perf_counter()
+        test = evaluate_folder(load_model(Path(tmp) / "cold" / "best.pt"), root, progress=False)
+        test_s = time.perf_counter() - started
+    cold_s, cold = runs["cold"]
+    warm_s, warm = runs["warm"]
+    return {"arch": cold["arch"], "cold_s": cold_s, "warm_s": warm_s, "epochs_run": cold["epochs_run"],
+            "best_epoch": cold["best_epoch"], "valid_accuracy": cold["best_valid_accuracy"],
+            "warm_valid_accuracy": warm["best_valid_accuracy"], "history": cold["history"],
+            "test_accuracy": test.accuracy, "test_n": test.n, "test_s": test_s}
+
+
+def _rate(work: Callable[[], object], n_items: int, repeats: int) -> float:
+    """Items/s of ``work`` (which handles ``n_items``): its fastest of ``repeats`` runs after a warm-up run."""
+    work()
+    times = []
+    for _ in range(repeats):
+        started = time.perf_counter()
+        work()
+        times.append(time.perf_counter() - started)
+    return n_items / min(times)
+
+
+def profile_part(root: Path, repeats: int) -> dict[str, Any]:
+    """Images/s of decode+resize (draft or not) and of the backbone (precision x memory layout), batch 32."""
+    device = pick_device()
+    prep = get_arch(DEFAULT_ARCH).prep
+    paths = [path for path, _ in _split(root).train[:PROFILE_BATCH]]
+    transform = eval_transform(prep)
+    rows = []
+    for variant, min_size in (("full decode (tutorial)", None), ("JPEG draft mode", prep.image_size)):
+        rate = _rate(lambda: [transform(load_rgb(path, min_size)) for path in paths], len(paths), repeats)
+        rows.append({"stage": "JPEG decode + resize", "variant": variant, "images_per_s": rate, "ours": bool(min_size)})
+    batch = torch.stack([transform(load_rgb(path, prep.image_size)) for path in paths]).to(device)
+    backbone = create_model(DEFAULT_ARCH, 2).backbone.eval().to(device)
+    picked = inference_dtype(device)
+    reduced = picked if picked != torch.float32 else (torch.float16 if device.type == "cuda" else torch.bfloat16)
+    for dtype in (torch.float32, reduced):
+        for layout in (torch.contiguous_format, torch.channels_last):
+            model, images = backbone.to(memory_format=layout), batch.contiguous(memory_format=layout)
+
+            def forward() -> None:
+                autocast = (contextlib.nullcontext() if dtype == torch.float32
+                            else torch.autocast(device.type, dtype=dtype))
+                with torch.inference_mode(), autocast:
+                    model(images)
+                _sync(device)
+
+            name = "fp32" if dtype == torch.float32 else f"{str(dtype).replace('torch.', '')} autocast"
+            if dtype == reduced != picked:
+                name += " (not picked on this machine)"
+            layout_name = "channels_last" if layout == torch.channels_last else "contiguous"
+            rows.append({"stage": "backbone forward", "variant": f"{name}, {layout_name}",
+                         "images_per_s": _rate(forward, len(paths), repeats),
+                         "ours": dtype == picked and layout == torch.channels_last})
+    return {"arch": DEFAULT_ARCH, "batch": len(paths), "repeats": repeats, "rows": rows}
+
+
+# ---------------------------------------------------------------- main
+
+def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
+    """Command-line options; BENCH_QUICK=1 turns on --quick."""
+    quick_env = os.environ.get("BENCH_QUICK", "").strip().lower() in {"1", "true", "yes", "on"}
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--quick", action="store_true", default=quick_env,
+                        help="fewer tutorial batches, extraction photos and profile repeats (also BENCH_QUICK=1)")
+    parser.add_argument("--profile", action="store_true", help="add the 'where the time goes' table")
+    parser.add_argument("--tutorial-batches", type=int, help="timed tutorial batches (default 25, quick 5)")
+    parser.add_argument("--extract-images", type=int, help="photos for extraction throughput (default 256, quick 64)")
+    parser.add_argument("--json", type=Path, default=REPO_ROOT / "runs" / "bench.json", help="results file")
+    parser.add_argument("--doc", type=Path, default=REPO_ROOT / "docs" / "BENCHMARKS.md", help="markdown report")
+    args = parser.parse_args(argv)
+    args.tutorial_batches = args.tutorial_batches or (5 if args.quick else 25)
+    args.extract_images = args.extract_images or (64 if args.quick else 256)
+    return args
+
+
+def data_root_or_exit() -> Path:
+    """$CATDOG_DATA_DIR as a dataset root with a training split; exits with a clear message otherwise."""
+    value = os.environ.get(DATA_ENV, "").strip()
+    if not value:
+        raise SystemExit(f"bench: set {DATA_ENV} to a cats-vs-dogs dataset root (training_set/ and test_set/), "
+                         f"e.g. {DATA_ENV}=../shared/data/cat-and-dog make bench")
+    try:
+        layout = find_dataset(Path(value).expanduser())
+        layout.train()
+    except CatdogError as error:
+        raise SystemExit(f"bench: {DATA_ENV}={value}: {error}") from None
+    return layout.root
+
+
+def log(message: str) -> None:
+    print(f"[bench] {message}", file=sys.stderr, flush=True)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parse_args(argv)
+    root = data_root_or_exit()
+    results: dict[str, Any] = {"date": datetime.date.today().isoformat(), "quick": args.quick,
+                               "data": str(root), "machine": machine_info()}
+    log(f"1/3 tutorial recipe: {args.tutorial_batches} batches of {TUTORIAL_BATCH_SIZE} (+{WARMUP_BATCHES} warm-up)")
+    results["tutorial"] = tut = in_child(tutorial_part, root, args.tutorial_batches)
+    log(f"2/3 feature extraction: {args.extract_images} photos, no cache")
+    results["extraction"] = in_child(extraction_part, root, args.extract_images)
+    log("3/3 default recipe in full: cold cache, warm cache, test evaluation")
+    results["recipe"] = rec = in_child(recipe_part, root)
+    tutorial_s = tutorial_time_to_target(tut["seconds_per_photo"], tut["photos_per_epoch"])
+    ours_s = ours_time_to_target(rec["cold_s"], rec["history"])
+    results["time_to_target"] = {"target": TARGET_ACCURACY, "tutorial_s": tutorial_s, "ours_s": ours_s,
+                                 "ratio": tutorial_s / ours_s if ours_s else None}
+    if args.profile:
+        log("profile: decode and forward variants")
+        results["profile"] = in_child(profile_part, root, 2 if args.quick else 5)
+    text = report(results)
+    print(text)
+    args.json.parent.mkdir(parents=True, exist_ok=True)
+    args.json.write_text(json.dumps(results, indent=1))
+    update_doc(args.doc, machine_label(results["machine"]), text)
+    log(f"wrote {args.json} and {args.doc}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
