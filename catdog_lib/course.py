@@ -11,7 +11,6 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import re
 import shutil
 import time
 from collections.abc import Iterator, Sequence
@@ -26,7 +25,7 @@ from .config import FAST_ENV, REPO_ROOT, data_root, fast_mode
 from .errors import CatdogError
 from .evaluation import Evaluation
 from .features import file_digest
-from .layout import Sample, evaluation_folders, find_dataset, is_hidden_or_junk, match_classes
+from .layout import Sample, evaluation_folders, find_dataset, is_hidden_or_junk, match_classes, natural_key
 from .split import subset_per_class
 from .synthetic import make_synthetic_dataset
 from .training import TrainConfig, train
@@ -79,17 +78,12 @@ def course_data_root() -> tuple[Path, bool]:
     return SYNTHETIC_ROOT, True
 
 
-def _natural_key(path: Path) -> list:
-    """Sort cat.2.jpg before cat.10.jpg."""
-    return [(0, int(part), "") if part.isdigit() else (1, 0, part) for part in re.split(r"(\d+)", path.name)]
-
-
 def folder_tree(root: Path, files_per_folder: int = 3) -> str:
     """The folders under ``root`` as an indented tree, showing a few files of each."""
     lines = [f"{root}/"]
 
     def walk(folder: Path, depth: int) -> None:
-        entries = sorted((p for p in folder.iterdir() if not is_hidden_or_junk(p)), key=_natural_key)
+        entries = sorted((p for p in folder.iterdir() if not is_hidden_or_junk(p)), key=natural_key)
         folders = [p for p in entries if p.is_dir()]
         files = [p for p in entries if not p.is_dir()]
         indent = "    " * depth

@@ -36,8 +36,9 @@ def canonical_class(name: str) -> str:
     return key[:-1] if key.endswith("s") and len(key) > 1 else key
 
 
-def _natural_key(path: Path) -> list:
-    return [int(part) if part.isdigit() else part for part in re.split(r"(\d+)", path.name)]
+def natural_key(path: Path) -> list:
+    """Sort cat.2.jpg before cat.10.jpg (numbers by value, text by text)."""
+    return [(0, int(part), "") if part.isdigit() else (1, 0, part) for part in re.split(r"(\d+)", path.name)]
 
 
 @dataclass(frozen=True)
@@ -65,7 +66,7 @@ def read_class_folders(root: Path, min_classes: int = 2) -> ClassFolders:
     if not root.is_dir():
         raise CatdogError(f"{root}: is a file, not a folder. Pass the folder that holds the class folders.")
     folders = sorted(p for p in root.iterdir() if p.is_dir() and not is_hidden_or_junk(p))
-    files = {f.name: sorted((p for p in f.iterdir() if is_image_file(p)), key=_natural_key) for f in folders}
+    files = {f.name: sorted((p for p in f.iterdir() if is_image_file(p)), key=natural_key) for f in folders}
     empty = [name for name, paths in files.items() if not paths]
     if empty:
         raise CatdogError(

@@ -6,7 +6,6 @@ import http.server
 import os
 import socket
 import threading
-from pathlib import Path
 
 import pytest
 import timm
