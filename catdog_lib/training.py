@@ -234,8 +234,8 @@ def model_meta(cfg: TrainConfig, split: Split) -> dict:
 
 
 def backbone_id(cfg: TrainConfig) -> str:
-    """Identifies the frozen backbone's weights, for the feature cache."""
-    return f"{cfg.arch}:{cfg.weights}"
+    """Identifies the frozen backbone's weights, for the feature cache (random ones depend on the seed)."""
+    return f"{cfg.arch}:{cfg.weights}" + (f":seed{cfg.seed}" if cfg.weights is None else "")
 
 
 def _metrics(cfg: TrainConfig, split: Split, state: RunState, skipped: SkippedFiles) -> dict:

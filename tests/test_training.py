@@ -130,3 +130,11 @@ def test_real_photos_reach_high_accuracy(real_data_root, tmp_path):
     test = subset_per_class(find_dataset(real_data_root).test().samples, 50)
     result = evaluate(load_model(tmp_path / "run" / "best.pt"), test, progress=False)
     assert result.n == 100 and result.accuracy >= 0.93
+
+
+def test_random_backbones_of_different_seeds_do_not_share_cached_features(tmp_path):
+    root = make_dataset(tmp_path / "data", {"cats": 6, "dogs": 6})
+    first = train(_tiny_config(root, tmp_path / "a", epochs=1, seed=1))
+    second = train(_tiny_config(root, tmp_path / "b", epochs=1, seed=2))
+    assert first["history"][0]["valid_loss"] != second["history"][0]["valid_loss"]
+    assert len({p.parent for p in cache_dir().rglob("*.pt")}) == 2  # one cache folder per random backbone
