@@ -1,8 +1,9 @@
 """Get the cats-vs-dogs photos: from Kaggle, Microsoft's PetImages zip, or Oxford-IIIT Pet.
 
-Every source ends as a folder that ``layout.find_dataset`` reads. Downloads resume, archives are
-extracted safely (nothing outside the destination, no links or devices), and a finished dataset is
-marked so that asking again does nothing.
+Every source ends as ``training_set/{cats,dogs}`` and ``test_set/{cats,dogs}`` folders that
+``layout.find_dataset`` reads (PetImages ships no test split, so every 5th photo is held out). Downloads
+resume, archives are extracted safely (nothing outside the destination, no links or devices), and a
+finished dataset is marked so that asking again does nothing.
 """
 
 from __future__ import annotations
@@ -30,7 +31,7 @@ from tqdm.auto import tqdm
 
 from .errors import CatdogError
 from .images import image_problem
-from .layout import is_image_file
+from .layout import is_image_file, natural_key
 
 SOURCES = ("kaggle", "petimages", "oxford-pets")
 KAGGLE_DATASET = "tongpython/cat-and-dog"
@@ -42,6 +43,7 @@ TIMEOUT_S = 30
 CHUNK_BYTES = 1 << 20
 DOWNLOADS_DIR = ".downloads"
 MAX_NAMED_SKIPS = 20
+TEST_EVERY = 5  # PetImages: every 5th usable photo of each class (natural name order) is held out
 
 WAYS_TO_GET_DATA = (
     "Ways to get the photos:\n"
@@ -336,21 +338,27 @@ def _download_kaggle(dest: Path, progress: bool) -> None:
 
 
 def _sort_petimages(raw: Path, out: Path, progress: bool) -> list[str]:
-    """Move usable PetImages/{Cat,Dog} photos to out/{cats,dogs}; return the skipped files' names."""
+    """Move usable PetImages/{Cat,Dog} photos to out/training_set/{cats,dogs}, holding every
+    ``TEST_EVERY``-th usable photo of each class (in natural name order) out in out/test_set/{cats,dogs}
+    so that evaluation never sees training photos. Return the skipped files' names."""
     pet_images = raw / "PetImages"
     skipped: list[str] = []
     for folder, name in (("Cat", "cats"), ("Dog", "dogs")):
         if not (pet_images / folder).is_dir():
             raise CatdogError(f"The PetImages zip has no PetImages/{folder} folder; it is not the expected archive.")
-        (out / name).mkdir(parents=True)
-        files = sorted(p for p in (pet_images / folder).iterdir() if p.is_file())
+        files = sorted((p for p in (pet_images / folder).iterdir() if p.is_file()), key=natural_key)
+        usable: list[Path] = []
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", UserWarning)  # Pillow's EXIF chatter on some photos
             for path in tqdm(files, desc=f"checking {folder} photos", unit="img", disable=not progress):
                 if is_image_file(path) and image_problem(path) is None:
-                    os.replace(path, out / name / path.name)
+                    usable.append(path)
                 else:
                     skipped.append(f"{folder}/{path.name}")
+        for index, path in enumerate(usable, start=1):
+            split = "test_set" if index % TEST_EVERY == 0 else "training_set"
+            (out / split / name).mkdir(parents=True, exist_ok=True)
+            os.replace(path, out / split / name / path.name)
     return skipped
 
 
@@ -434,19 +442,45 @@ def download_dataset(source: str, dest: Path, *, url: str | None = None, progres
     if source not in SOURCES:
         raise CatdogError(f"Unknown data source {source!r}; choose one of: {', '.join(SOURCES)}.")
     if url is not None and source != "petimages":
-        raise CatdogError(f"--url works only with --source petimages, not {source}.")
+        raise CatdogError(f"The url= argument works only with source 'petimages', not {source!r}.")
     dest = Path(dest).expanduser()
     marker = dest / f".catdog-complete-{source}"
     if marker.exists():
         print(f"The {source} dataset is already in {dest}; nothing to download.")
         return dest
-    if source == "kaggle":
-        _download_kaggle(dest, progress)
-    elif source == "petimages":
-        _download_petimages(dest, url or PETIMAGES_URL, progress)
-    else:
-        _download_oxford(dest)
-    shutil.rmtree(dest / DOWNLOADS_DIR, ignore_errors=True)
-    marker.write_text(f"{source}\n")
+    try:
+        if source == "kaggle":
+            _download_kaggle(dest, progress)
+        elif source == "petimages":
+            _download_petimages(dest, url or PETIMAGES_URL, progress)
+        else:
+            _download_oxford(dest)
+        shutil.rmtree(dest / DOWNLOADS_DIR, ignore_errors=True)
+        _write_marker(marker, f"{source}\n")
+    except OSError as error:
+        _remove_if_empty(dest / DOWNLOADS_DIR)
+        raise CatdogError(f"cannot write to {dest}: {error.strerror or error}. Choose a writable --dest.") from None
+    except BaseException:
+        _remove_if_empty(dest / DOWNLOADS_DIR)  # a partial download inside it is kept, to resume
+        raise
     print(f"The {source} dataset is ready in {dest}.")
     return dest
+
+
+def _write_marker(marker: Path, text: str) -> None:
+    """Write the completion marker atomically: a temp file in the same folder, then os.replace."""
+    handle, temp = tempfile.mkstemp(prefix=f"{marker.name}.", suffix=".tmp", dir=marker.parent)
+    try:
+        with os.fdopen(handle, "w") as file:
+            file.write(text)
+        os.replace(temp, marker)
+    except BaseException:
+        Path(temp).unlink(missing_ok=True)
+        raise
+
+
+def _remove_if_empty(folder: Path) -> None:
+    try:
+        folder.rmdir()
+    except OSError:  # missing, not empty, or not ours to remove
+        pass

@@ -330,7 +330,7 @@ def test_truncated_tar_is_reported(tmp_path: Path) -> None:
 
 def _petimages_zip(path: Path) -> Path:
     with zipfile.ZipFile(path, "w") as bundle:
-        for index in (1, 2, 3):
+        for index in range(1, 12):  # 1..11: natural order puts 10 and 11 after 9
             bundle.writestr(f"PetImages/Cat/{index}.jpg", _jpeg((200, 100, 50 * index)))
             bundle.writestr(f"PetImages/Dog/{index}.jpg", _jpeg((50 * index, 100, 200)))
         bundle.writestr("PetImages/Cat/666.jpg", _jpeg((1, 2, 3), size=256)[:300])  # truncated
@@ -346,13 +346,22 @@ def test_petimages_download_sorts_and_skips_bad_files(server: Server, tmp_path: 
     root = download_dataset("petimages", dest, url=f"{server.url}/pets.zip", progress=False)
 
     assert root == dest
-    assert _tree(dest / "cats") == {"1.jpg", "2.jpg", "3.jpg"}
-    assert _tree(dest / "dogs") == {"1.jpg", "2.jpg", "3.jpg"}
+    held_out = {"5.jpg", "10.jpg"}  # every 5th usable photo of each class, in natural name order
+    kept = {f"{index}.jpg" for index in range(1, 12)} - held_out
+    for name in ("cats", "dogs"):
+        assert _tree(dest / "training_set" / name) == kept
+        assert _tree(dest / "test_set" / name) == held_out
+    assert not (dest / "cats").exists() and not (dest / "dogs").exists()
     summary = [line for line in capsys.readouterr().out.splitlines() if line.startswith("Skipped")]
     assert len(summary) == 1 and "Skipped 3" in summary[0]
     for name in ("Cat/666.jpg", "Dog/11702.jpg", "Cat/Thumbs.db"):
         assert name in summary[0]
-    assert find_dataset(dest).train().counts() == {"cats": 3, "dogs": 3}
+    layout = find_dataset(dest)
+    assert layout.train_dir == dest / "training_set" and layout.test_dir == dest / "test_set"
+    assert layout.train().counts() == {"cats": 9, "dogs": 9}
+    assert layout.test().counts() == {"cats": 2, "dogs": 2}
+    assert (dest / ".catdog-complete-petimages").read_text() == "petimages\n"
+    assert sorted(p.name for p in dest.iterdir()) == [".catdog-complete-petimages", "test_set", "training_set"]
     assert sorted(p.name for p in (tmp_path / "data").iterdir()) == ["petimages"]  # no temp folders left
     assert not (dest / ".downloads").exists()
 
@@ -375,6 +384,71 @@ def test_petimages_offline_names_every_way_to_get_data(closed_port_url: str, tmp
     for hint in SOURCE_HINTS:
         assert hint in str(caught.value)
     assert not (tmp_path / "pets" / ".catdog-complete-petimages").exists()
+    assert not (tmp_path / "pets" / ".downloads").exists()  # no empty downloads folder left behind
+
+
+def test_offline_failure_keeps_a_partial_download_to_resume(server: Server, tmp_path: Path) -> None:
+    (server.root / "pets.zip").write_bytes(b"z" * 50_000)
+    server.cut_after = 20_000
+    dest = tmp_path / "pets"
+
+    with pytest.raises(CatdogError, match="again to resume"):
+        download_dataset("petimages", dest, url=f"{server.url}/pets.zip", progress=False)
+
+    assert (dest / ".downloads" / "petimages.zip.part").stat().st_size == 20_000
+
+
+def test_petimages_split_is_deterministic(server: Server, tmp_path: Path) -> None:
+    _petimages_zip(server.root / "pets.zip")
+    trees = []
+    for name in ("a", "b"):
+        download_dataset("petimages", tmp_path / name, url=f"{server.url}/pets.zip", progress=False)
+        trees.append(_tree(tmp_path / name / "test_set"))
+    assert trees[0] == trees[1] == {"cats", "dogs", "cats/5.jpg", "cats/10.jpg", "dogs/5.jpg", "dogs/10.jpg"}
+
+
+def test_unwritable_destination_is_a_catdog_error(server: Server, tmp_path: Path) -> None:
+    _petimages_zip(server.root / "pets.zip")
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a folder")  # mkdir under a regular file fails, even as root
+    dest = blocker / "pets"
+
+    with pytest.raises(CatdogError) as caught:
+        download_dataset("petimages", dest, url=f"{server.url}/pets.zip", progress=False)
+
+    message = str(caught.value)
+    assert message.startswith(f"cannot write to {dest}: ") and "Choose a writable --dest." in message
+    assert "Not a directory" in message or "not a directory" in message.lower()
+    assert blocker.read_text() == "not a folder"
+
+
+def test_marker_is_written_atomically(server: Server, tmp_path: Path, monkeypatch) -> None:
+    import catdog_lib.download as download
+
+    _petimages_zip(server.root / "pets.zip")
+    dest = tmp_path / "pets"
+    replaced: list[tuple[Path, Path]] = []
+    real_replace = download.os.replace
+
+    def spy(src, dst):
+        replaced.append((Path(src), Path(dst)))
+        return real_replace(src, dst)
+
+    monkeypatch.setattr(download.os, "replace", spy)
+    download_dataset("petimages", dest, url=f"{server.url}/pets.zip", progress=False)
+
+    marker = dest / ".catdog-complete-petimages"
+    temps = [src for src, dst in replaced if dst == marker]
+    assert len(temps) == 1 and temps[0].parent == dest and temps[0] != marker and not temps[0].exists()
+    assert marker.read_text() == "petimages\n"
+
+
+def test_url_argument_with_another_source_names_the_argument(tmp_path: Path) -> None:
+    with pytest.raises(CatdogError) as caught:
+        download_dataset("oxford-pets", tmp_path / "oxford", url="http://127.0.0.1/x.zip", progress=False)
+    message = str(caught.value)
+    assert "url=" in message and "petimages" in message and "--url" not in message
+    assert not (tmp_path / "oxford").exists()
 
 
 def test_unknown_source_is_a_catdog_error(tmp_path: Path) -> None:
