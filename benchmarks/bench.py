@@ -269,18 +269,28 @@ def report(results: dict[str, Any]) -> str:
     return "\n".join(parts)
 
 
+MACHINE_HEADING = re.compile(r"^## .+ · \d+ cores · .+$", re.M)
+
+
 def update_doc(path: Path, heading: str, body: str) -> None:
-    """Replace the ``## heading`` section of ``path`` with ``body`` (or append it), keeping the rest."""
+    """Write ``body`` as the ``## heading`` machine section of ``path``, under the current INTRO.
+
+    The intro (everything before the first ``## `` section) is always replaced by INTRO. The section
+    of this machine is replaced, or added after the last machine section; other sections, machine
+    ones and hand-written ones such as a closing analysis, are kept verbatim and in place.
+    """
     text = path.read_text() if path.exists() else INTRO
-    chunks = re.split(r"(?m)^(?=## )", text)
-    intro, sections = chunks[0], chunks[1:]
+    sections = re.split(r"(?m)^(?=## )", text)[1:]
     title = f"## {heading}\n"
     new = f"{title}\n{body.rstrip()}\n\n"
-    kept = [new if section.startswith(title) else section for section in sections]
-    if new not in kept:
-        kept.append(new)
+    if any(section.startswith(title) for section in sections):
+        kept = [new if section.startswith(title) else section for section in sections]
+    else:
+        machines = [i for i, section in enumerate(sections) if MACHINE_HEADING.match(section)]
+        at = machines[-1] + 1 if machines else 0
+        kept = [*sections[:at], new, *sections[at:]]
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(intro.rstrip() + "\n\n" + "".join(section.rstrip() + "\n\n" for section in kept).rstrip() + "\n")
+    path.write_text(INTRO.rstrip() + "\n\n" + "".join(section.rstrip() + "\n\n" for section in kept).rstrip() + "\n")
 
 
 # ---------------------------------------------------------------- the measured parts (each in a child process)

@@ -127,13 +127,28 @@ def test_update_doc_replaces_the_machine_section_and_keeps_the_rest(bench, tmp_p
     bench.update_doc(doc, "CPU A · 2 cores · cpu", "first A")
     assert doc.read_text().startswith(bench.INTRO.splitlines()[0])
     bench.update_doc(doc, "CPU B · 8 cores · cpu", "only B")
-    doc.write_text(doc.read_text().replace("# Benchmarks\n", "# Benchmarks\n\nHand-written note.\n"))
     bench.update_doc(doc, "CPU A · 2 cores · cpu", "second A")
     text = doc.read_text()
-    assert "Hand-written note." in text
     assert "first A" not in text and text.count("## CPU A") == 1 and "second A" in text
     assert text.index("## CPU A") < text.index("## CPU B") and "only B" in text
     assert text.endswith("only B\n")
+
+
+def test_update_doc_refreshes_the_intro_and_keeps_hand_written_sections(bench, tmp_path):
+    doc = tmp_path / "BENCHMARKS.md"
+    analysis = "## Where the cold run's time goes\n\nHand-written analysis.\n"
+    doc.write_text("# Benchmarks\n\nAn old, drifted intro.\n\n## CPU A · 2 cores · cpu\n\nold A\n\n" + analysis)
+    bench.update_doc(doc, "CPU A · 2 cores · cpu", "new A")
+    text = doc.read_text()
+    assert text.startswith(bench.INTRO.rstrip() + "\n\n## CPU A")
+    assert "drifted" not in text and "old A" not in text and "new A" in text
+    assert text.endswith(analysis)
+    bench.update_doc(doc, "CPU B · 8 cores · cuda", "only B")  # a new machine goes before the analysis
+    text = doc.read_text()
+    assert text.index("new A") < text.index("## CPU B") < text.index("only B") < text.index(analysis)
+    assert text.endswith(analysis)
+    bench.update_doc(doc, "CPU B · 8 cores · cuda", "only B")
+    assert doc.read_text() == text  # idempotent
 
 
 def test_missing_data_dir_is_a_clear_exit(bench, monkeypatch, tmp_path):

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
 
 import numpy as np
@@ -46,28 +45,26 @@ def test_reproducible(tmp_path):
 
 
 @pytest.fixture(scope="module")
-def trained(tmp_path_factory) -> tuple[Path, dict, float]:
+def trained(tmp_path_factory) -> tuple[Path, dict]:
     """The features recipe with efficientnet_lite0 on the default synthetic set, in a private cache."""
     tmp = tmp_path_factory.mktemp("synthetic-run")
     root = make_synthetic_dataset(tmp / "data")
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv("CATDOG_CACHE_DIR", str(tmp / "cache"))
-        started = time.perf_counter()
         metrics = train(TrainConfig(data=str(root), out=str(tmp / "run"), arch="efficientnet_lite0", epochs=8,
                                     progress=False))
-        seconds = time.perf_counter() - started
-    return tmp / "run", metrics, seconds
+    return tmp / "run", metrics
 
 
 def test_learnable(trained):
-    _, metrics, seconds = trained
+    _, metrics = trained
     assert metrics["best_valid_accuracy"] > 0.9, metrics["history"]
-    assert seconds < 120
+    # no timing assertion: timings belong in `make bench` (docs/BENCHMARKS.md)
 
 
 def test_gradcam_looks_at_the_shape(trained):
     """The shapes are saturated colour on grey noise: the heat should sit on them."""
-    run, _, _ = trained
+    run, _ = trained
     loaded = load_model(run / "best.pt", device="cpu")
     root = find_dataset(Path(run.parent / "data")).test()
     paths = [root.files["cats"][0], root.files["dogs"][0], root.files["cats"][1], root.files["dogs"][1]]
