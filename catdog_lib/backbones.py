@@ -48,7 +48,6 @@ class Arch:
     name: str
     prep: Preprocessing
     build: Callable[[str | Path | None, int], TransferNet]
-    offline: bool
 
 
 LITE_SIZES = {0: 224, 1: 240, 2: 260}  # each EfficientNet-Lite's native input size
@@ -125,7 +124,11 @@ def _torchvision_model(arch: str, weights: str | Path | None) -> nn.Module:
 
     model = models.get_model(arch, weights=None)
     if weights is not None:
-        model.load_state_dict(torchvision_state_dict(arch, weights))
+        try:
+            model.load_state_dict(torchvision_state_dict(arch, weights))
+        except RuntimeError:
+            raise CatdogError(f"{weights}: not {arch} weights (their tensor names or shapes differ). "
+                              f"Pass the .pth file made for {arch}.") from None
     return model
 
 
@@ -152,10 +155,10 @@ def _build_mobilenet_v3_large(weights: str | Path | None, n_classes: int) -> Tra
 
 ARCHS: dict[str, Arch] = {
     **{f"efficientnet_lite{n}": Arch(f"efficientnet_lite{n}", Preprocessing(size, LITE_MEAN, LITE_STD),
-                                     _lite_builder(n), offline=True) for n, size in LITE_SIZES.items()},
-    "vgg16_bn": Arch("vgg16_bn", IMAGENET_PREP, _build_vgg16_bn, offline=False),
-    "resnet50": Arch("resnet50", IMAGENET_PREP, _build_resnet50, offline=False),
-    "mobilenet_v3_large": Arch("mobilenet_v3_large", IMAGENET_PREP, _build_mobilenet_v3_large, offline=False),
+                                     _lite_builder(n)) for n, size in LITE_SIZES.items()},
+    "vgg16_bn": Arch("vgg16_bn", IMAGENET_PREP, _build_vgg16_bn),
+    "resnet50": Arch("resnet50", IMAGENET_PREP, _build_resnet50),
+    "mobilenet_v3_large": Arch("mobilenet_v3_large", IMAGENET_PREP, _build_mobilenet_v3_large),
 }
 
 

@@ -70,6 +70,19 @@ def atomic_save(obj: Any, path: Path) -> None:
         stale.unlink(missing_ok=True)
 
 
+def atomic_write_text(path: Path, text: str) -> None:
+    """Write a text file atomically (temp file beside it, then rename); a clear error if it cannot."""
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.tmp")
+    try:
+        tmp.write_text(text, encoding="utf-8")
+        os.replace(tmp, path)
+    except OSError as error:
+        tmp.unlink(missing_ok=True)
+        raise CatdogError(f"cannot write {path}: {error.strerror or error}. Free disk space or choose "
+                          "a writable folder.") from None
+
+
 def save_checkpoint(path: Path, model_state: dict, meta: dict, **training_state: Any) -> None:
     """One file: the model's state_dict, the metadata needed to use it alone, optional resume state."""
     atomic_save({"format": FORMAT, "meta": {**meta, "versions": library_versions()},

@@ -1,4 +1,4 @@
-"""The `catdog` command line: data download/check, train, evaluate, predict, course, bench."""
+"""The `catdog` command line: data download/check, train, evaluate, predict, course."""
 
 from __future__ import annotations
 
@@ -19,34 +19,51 @@ class _Parser(argparse.ArgumentParser):
         self.exit(2, f"catdog: error: {message} (see `{self.prog} --help`)\n")
 
 
-def _existing_path(kind: str):
+def _existing_path(kind: str, file: bool = False):
     def check(value: str) -> Path:
         path = Path(value).expanduser()
         if not path.exists():
             raise argparse.ArgumentTypeError(f"{kind} {value}: no such file or folder")
+        if file and path.is_dir():
+            raise argparse.ArgumentTypeError(f"{kind} {value}: is a folder; pass image files")
         return path
     return check
+
+
+def _positive(kind: type):
+    def check(value: str) -> int | float:
+        try:
+            number = kind(value)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"invalid {kind.__name__} value: {value!r}") from None
+        if number <= 0:
+            raise argparse.ArgumentTypeError(f"must be positive, got {value}")
+        return number
+    return check
+
+
+RUN_SETTINGS = ("data", "out", "arch", "recipe", "epochs", "batch_size", "lr", "seed", "weights")
 
 
 def _cmd_train(args: argparse.Namespace) -> int:
     from .config import data_root
     from .training import TrainConfig, train
 
+    given = {name: getattr(args, name) for name in RUN_SETTINGS if getattr(args, name) is not None}
     if args.resume:
+        if given:
+            flags = ", ".join("--" + name.replace("_", "-") for name in given)
+            raise CatdogError(f"--resume continues a run with the settings it was started with; drop {flags}.")
         metrics = train(TrainConfig(data="", out=str(args.resume), device=args.device,
                                     progress=not args.quiet), resume=True)
         out = args.resume
     else:
         if not args.out:
             raise CatdogError("train: --out RUN_DIR is required (or --resume RUN_DIR).")
-        cfg = TrainConfig(data=str(data_root(args.data)), out=str(args.out), arch=args.arch, recipe=args.recipe,
-                          epochs=args.epochs, batch_size=args.batch_size, seed=args.seed, device=args.device,
-                          weights=None if args.weights == "none" else args.weights, progress=not args.quiet)
-        if args.lr is not None:
-            cfg.lr = args.lr
-        elif args.recipe == "finetune":
-            cfg.lr = 1e-4
-        metrics = train(cfg)
+        if given.get("weights") == "none":
+            given["weights"] = None
+        given.update(data=str(data_root(args.data)), out=str(args.out))
+        metrics = train(TrainConfig(**given, device=args.device, progress=not args.quiet))
         out = args.out
     print(f"best valid accuracy {metrics['best_valid_accuracy']:.4f} at epoch {metrics['best_epoch']} "
           f"({metrics['epochs_run']} epochs, {metrics['elapsed_s']:.1f} s); wrote {Path(out) / 'best.pt'}")
@@ -110,7 +127,7 @@ def _cmd_course(args: argparse.Namespace) -> int:
 
 def build_parser() -> argparse.ArgumentParser:
     from .backbones import ARCHS, DEFAULT_ARCH
-    from .training import RECIPES, TrainConfig
+    from .training import DEFAULT_LR, RECIPES, TrainConfig
 
     defaults = TrainConfig(data="", out="")
     parser = _Parser(prog="catdog", description="Cats-vs-dogs transfer learning: the catdog course's CLI.")
@@ -119,14 +136,15 @@ def build_parser() -> argparse.ArgumentParser:
     train = sub.add_parser("train", help="train a classifier; writes best.pt, last.pt, metrics.json, split.json")
     train.add_argument("--data", help="dataset root (default: $CATDOG_DATA_DIR, else data/cat-and-dog)")
     train.add_argument("--out", type=Path, help="run folder to create")
-    train.add_argument("--arch", choices=sorted(ARCHS), default=DEFAULT_ARCH)
-    train.add_argument("--recipe", choices=RECIPES, default=defaults.recipe)
-    train.add_argument("--epochs", type=int, default=defaults.epochs)
-    train.add_argument("--batch-size", type=int, default=defaults.batch_size)
-    train.add_argument("--lr", type=float, help=f"learning rate (default {defaults.lr} for features, 1e-4 finetune)")
-    train.add_argument("--seed", type=int, default=defaults.seed)
-    train.add_argument("--weights", default="default",
-                       help="'default' (ImageNet; downloads for torchvision archs), a local .pth file, or 'none'")
+    train.add_argument("--arch", choices=sorted(ARCHS), help=f"backbone (default {DEFAULT_ARCH})")
+    train.add_argument("--recipe", choices=RECIPES, help=f"default {defaults.recipe}")
+    train.add_argument("--epochs", type=_positive(int), help=f"most epochs (default {defaults.epochs})")
+    train.add_argument("--batch-size", type=_positive(int), help=f"default {defaults.batch_size}")
+    train.add_argument("--lr", type=_positive(float),
+                       help=f"learning rate (default {DEFAULT_LR['features']} features, {DEFAULT_LR['finetune']} finetune)")
+    train.add_argument("--seed", type=int, help=f"default {defaults.seed}")
+    train.add_argument("--weights", help="'default' (ImageNet; downloads for torchvision archs), "
+                                         "a local .pth file, or 'none'")
     train.add_argument("--resume", type=_existing_path("run folder"), help="continue an interrupted run")
     train.set_defaults(func=_cmd_train)
 
@@ -138,7 +156,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     predict = sub.add_parser("predict", help="class and probability for each image")
     predict.add_argument("--checkpoint", type=_existing_path("checkpoint"), required=True)
-    predict.add_argument("images", nargs="+", type=_existing_path("image"))
+    predict.add_argument("images", nargs="+", type=_existing_path("image", file=True))
     predict.set_defaults(func=_cmd_predict)
 
     for command in (train, evaluate, predict):
@@ -164,16 +182,20 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    warnings.simplefilter("default")
-    warnings.formatwarning = lambda message, category, *rest: f"catdog: warning: {message}\n"
-    try:
-        return args.func(args)
-    except CatdogError as error:
-        print(f"catdog: error: {error}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        print("catdog: interrupted; `catdog train --resume RUN_DIR` continues a training run", file=sys.stderr)
-        return 130
+    plain_format = warnings.formatwarning
+    with warnings.catch_warnings():
+        warnings.simplefilter("default")
+        warnings.formatwarning = lambda message, category, *rest: f"catdog: warning: {message}\n"
+        try:
+            return args.func(args)
+        except CatdogError as error:
+            print(f"catdog: error: {error}", file=sys.stderr)
+            return 2
+        except KeyboardInterrupt:
+            print("catdog: interrupted; `catdog train --resume RUN_DIR` continues a training run", file=sys.stderr)
+            return 130
+        finally:
+            warnings.formatwarning = plain_format
 
 
 if __name__ == "__main__":

@@ -21,11 +21,19 @@ from pathlib import Path
 import torch
 
 from .backbones import DEFAULT_ARCH
+from .checkpoint import atomic_write_text
 from .config import FAST_ENV, REPO_ROOT, data_root, fast_mode
 from .errors import CatdogError
 from .evaluation import Evaluation
 from .features import file_digest
-from .layout import Sample, evaluation_folders, find_dataset, is_hidden_or_junk, match_classes, natural_key
+from .layout import (
+    Sample,
+    evaluation_folders,
+    find_dataset,
+    is_hidden_or_junk,
+    match_classes,
+    natural_key,
+)
 from .split import subset_per_class
 from .synthetic import make_synthetic_dataset
 from .training import TrainConfig, train
@@ -153,7 +161,7 @@ def write_evaluation(result: Evaluation, root: Path, synthetic: bool, checkpoint
                      run: Path = COURSE_RUN) -> Path:
     """Save notebook 05's results (with the data and checkpoint they came from) as ``evaluation.json``."""
     path = run / "evaluation.json"
-    path.write_text(json.dumps({**result.summary(), "data": str(root), "synthetic": synthetic,
+    atomic_write_text(path, json.dumps({**result.summary(), "data": str(root), "synthetic": synthetic,
                                 "checkpoint": str(checkpoint), "checkpoint_sha1": file_digest(checkpoint),
                                 "fast": fast_mode()}, indent=1))
     return path
@@ -194,7 +202,11 @@ def execute_notebook(path: Path, out_dir: Path) -> NotebookRun:
     """Run one notebook in its own folder; write it executed (``.ipynb``) and as ``.html`` to ``out_dir``."""
     import nbformat
     from nbclient import NotebookClient
-    from nbclient.exceptions import CellExecutionError, CellTimeoutError, DeadKernelError
+    from nbclient.exceptions import (
+        CellExecutionError,
+        CellTimeoutError,
+        DeadKernelError,
+    )
     from nbconvert import HTMLExporter
 
     nb = nbformat.read(path, as_version=4)

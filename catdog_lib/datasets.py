@@ -13,42 +13,48 @@ from torch.utils.data import DataLoader, Dataset, default_collate
 from .images import BadImageError, load_rgb
 from .layout import Sample
 
+Problem = tuple[str, str]  # (path, why it cannot be used)
+
 
 class ImageSamples(Dataset):
-    """Images from a list of (path, label). A bad file yields (None, label, reason), never an exception.
+    """Images from a list of (path, label). A bad file yields (None, label, (path, reason)), never an exception.
 
-    Defined here, not in a notebook, so DataLoader workers can import it on spawn-based
+    ``flips[i]`` mirrors sample i after its transform (decided up front, so no random numbers are drawn
+    here). Defined here, not in a notebook, so DataLoader workers can import it on spawn-based
     platforms (macOS, Windows) without hanging the kernel.
     """
 
-    def __init__(self, samples: Sequence[Sample], transform: Callable, min_size: int | None = None):
+    def __init__(self, samples: Sequence[Sample], transform: Callable, min_size: int | None = None,
+                 flips: Sequence[bool] | None = None):
         self.samples = list(samples)
         self.transform = transform
         self.min_size = min_size
+        self.flips = list(flips) if flips is not None else [False] * len(self.samples)
 
     def __len__(self) -> int:
         return len(self.samples)
 
-    def __getitem__(self, index: int) -> tuple[torch.Tensor | None, int, str]:
+    def __getitem__(self, index: int) -> tuple[torch.Tensor | None, int, Problem | None]:
         path, label = self.samples[index]
         try:
-            return self.transform(load_rgb(path, self.min_size)), label, ""
+            image = self.transform(load_rgb(path, self.min_size))
         except BadImageError as error:
-            return None, label, str(error)
+            return None, label, (str(path), str(error))
+        return (image.flip(-1) if self.flips[index] else image), label, None
 
 
-def collate_skipping_bad(batch: list) -> tuple[torch.Tensor, torch.Tensor, list[str]]:
-    """Collate the good images of a batch; return the bad ones' reasons beside them.
+def collate_skipping_bad(batch: list) -> tuple[torch.Tensor, torch.Tensor, list[Problem]]:
+    """Collate the good images of a batch; return the bad ones' (path, reason) beside them.
 
     default_collate builds the batch straight in shared memory inside a worker; a plain torch.stack
     there is copied again on the way out and fragments the worker's heap (~0.8 MB kept per photo).
     """
     good = [(image, label) for image, label, _ in batch if image is not None]
-    reasons = [reason for image, _, reason in batch if image is None]
+    problems = [problem for image, _, problem in batch if image is None]
     if not good:
-        return torch.empty(0), torch.empty(0, dtype=torch.long), reasons
+        return torch.empty(0), torch.empty(0, dtype=torch.long), problems
     images, labels = default_collate(good)
-    return images, labels, reasons
+    return images, labels, problems
 
 
 class SkippedFiles:
@@ -57,9 +63,8 @@ class SkippedFiles:
     def __init__(self) -> None:
         self.reasons: dict[str, str] = {}
 
-    def add(self, reasons: Iterable[str]) -> None:
-        for reason in reasons:
-            path = reason.split(": ", 1)[0]
+    def add(self, problems: Iterable[Problem]) -> None:
+        for path, reason in problems:
             if path not in self.reasons:
                 self.reasons[path] = reason
                 warnings.warn(f"skipping bad image {reason}", stacklevel=2)
@@ -91,11 +96,12 @@ def make_loader(
     num_workers: int | None = None,
     min_size: int | None = None,
     generator: torch.Generator | None = None,
+    flips: Sequence[bool] | None = None,
 ) -> DataLoader:
-    """A DataLoader over ImageSamples whose batches are (images, labels, bad-file reasons)."""
+    """A DataLoader over ImageSamples whose batches are (images, labels, bad files' (path, reason))."""
     workers = default_num_workers() if num_workers is None else num_workers
     return DataLoader(
-        ImageSamples(samples, transform, min_size),
+        ImageSamples(samples, transform, min_size, flips),
         batch_size=batch_size,
         shuffle=shuffle,
         num_workers=workers,
@@ -107,7 +113,7 @@ def make_loader(
 
 def iterate_good(loader: DataLoader, skipped: SkippedFiles) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
     """Batches of good images and labels; bad files go to ``skipped`` (warned once each)."""
-    for images, labels, reasons in loader:
-        skipped.add(reasons)
+    for images, labels, problems in loader:
+        skipped.add(problems)
         if len(labels):
             yield images, labels

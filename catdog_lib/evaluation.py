@@ -40,7 +40,11 @@ class LoadedModel:
 def load_model(checkpoint: str | Path, device: str = "auto") -> LoadedModel:
     """Rebuild the architecture named in the checkpoint and load its weights (no download needed)."""
     data = load_checkpoint(Path(checkpoint))
-    meta = data["meta"]
+    meta = data.get("meta", {})
+    missing = {"arch", "classes", "preprocessing"} - set(meta)
+    if missing or "state_dict" not in data:
+        raise CatdogError(f"{checkpoint}: checkpoint lacks {', '.join(sorted(missing) or ['state_dict'])}; "
+                          "was it saved by `catdog train`?")
     model = create_model(meta["arch"], len(meta["classes"]), weights=None)
     try:
         model.load_state_dict(data["state_dict"])
@@ -91,18 +95,18 @@ def _logits(loaded: LoadedModel, samples: list[Sample], skipped: SkippedFiles,
         with torch.no_grad():
             logits = model.head(feats.features[0].to(device)).float().cpu()
         return logits, feats.labels, [str(p) for p in feats.paths]
-    loader = make_loader(samples, eval_transform(loaded.prep), 32, min_size=loaded.prep.image_size)
-    outputs, labels = [], []
+    indexed = [(path, index) for index, (path, _) in enumerate(samples)]  # label slot carries the index
+    loader = make_loader(indexed, eval_transform(loaded.prep), 32, min_size=loaded.prep.image_size)
+    outputs, kept = [], []
     with torch.inference_mode():
-        for images, batch_labels in iterate_good(loader, skipped):
+        for images, indices in iterate_good(loader, skipped):
             with inference_autocast(device):
                 outputs.append(model(images.to(device).contiguous(memory_format=torch.channels_last)).float().cpu())
-            labels.append(batch_labels)
-    bad = set(skipped.reasons)
-    paths = [str(path) for path, _ in samples if str(path) not in bad]
+            kept.extend(indices.tolist())
     if not outputs:
         return torch.empty(0, len(loaded.classes)), torch.empty(0, dtype=torch.long), []
-    return torch.cat(outputs), torch.cat(labels), paths
+    labels = torch.tensor([samples[i][1] for i in kept], dtype=torch.long)
+    return torch.cat(outputs), labels, [str(samples[i][0]) for i in kept]
 
 
 def evaluate(loaded: LoadedModel, samples: list[Sample], use_cache: bool = True, progress: bool = True) -> Evaluation:

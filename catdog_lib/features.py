@@ -12,6 +12,7 @@ from __future__ import annotations
 import hashlib
 import json
 import uuid
+import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,6 +23,7 @@ from tqdm.auto import tqdm
 from .checkpoint import atomic_save
 from .datasets import SkippedFiles, iterate_good, make_loader
 from .devices import inference_autocast, inference_dtype, to_fast_layout
+from .errors import CatdogError
 from .layout import Sample
 from .transforms import Preprocessing, eval_transform
 
@@ -56,8 +58,14 @@ class FeatureCache:
         return entries
 
     def add(self, entries: dict[str, torch.Tensor]) -> None:
-        if entries:
+        """Store new entries; a cache that cannot be written only costs speed, so it warns and goes on."""
+        if not entries:
+            return
+        try:
             atomic_save(entries, self.folder / f"{uuid.uuid4().hex}.pt")
+        except CatdogError as error:
+            warnings.warn(f"feature cache not written ({error}); continuing without it. "
+                          "Set CATDOG_CACHE_DIR to a writable folder to reuse features next time.", stacklevel=2)
 
 
 @dataclass
@@ -133,8 +141,7 @@ def extract_features(
             cache.add(new)
         known.update(new)
     good = [i for i in range(len(samples)) if cached(i)]
-    skipped.add(f"{samples[i][0]}: unreadable" for i in range(len(samples))
-                if not cached(i) and str(samples[i][0]) not in skipped.reasons)
+    skipped.add((str(samples[i][0]), f"{samples[i][0]}: unreadable") for i in range(len(samples)) if not cached(i))
     if not good:
         return FeatureSet(torch.empty(len(views), 0, 0), torch.empty(0, dtype=torch.long), [])
     features = torch.stack([torch.stack([known[f"{digests[i]}/{view}"] for i in good]) for view in views])

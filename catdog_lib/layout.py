@@ -131,10 +131,19 @@ def find_dataset(root: Path) -> DatasetLayout:
 
 
 def evaluation_folders(root: Path) -> ClassFolders:
-    """The folders to evaluate on: a dataset's test split, else the root as a class-folder root."""
+    """The folders to evaluate on: a dataset's test split, else the root as a class-folder root.
+
+    A dataset with a training split but no test split is refused: evaluating on the photos a model
+    was trained on would overstate its accuracy.
+    """
     layout = find_dataset(root)
     if layout.test_dir is not None:
-        return layout.test()
+        return read_class_folders(layout.test_dir, min_classes=1)
+    if layout.train_dir != layout.root:
+        raise CatdogError(
+            f"{root}: has a training split ({layout.train_dir.name}) but no test_set. Evaluate on a test "
+            "folder or a class-folder root of photos the model was not trained on."
+        )
     return read_class_folders(layout.train_dir, min_classes=1)
 
 

@@ -9,6 +9,7 @@ from pathlib import Path
 
 from sklearn.model_selection import train_test_split
 
+from .checkpoint import atomic_write_text
 from .errors import CatdogError
 from .layout import ClassFolders, Sample
 
@@ -45,7 +46,7 @@ class Split:
         }
 
     def save(self, path: Path) -> None:
-        Path(path).write_text(json.dumps(self.to_manifest(), indent=1))
+        atomic_write_text(Path(path), json.dumps(self.to_manifest(), indent=1))
 
     @classmethod
     def load(cls, path: Path, root: Path | None = None) -> "Split":

@@ -11,7 +11,6 @@ TensorBoard scalars. Two recipes:
 from __future__ import annotations
 
 import json
-import os
 import tempfile
 import time
 from collections.abc import Iterator
@@ -23,17 +22,18 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from .backbones import DEFAULT_ARCH, TransferNet, create_model, get_arch
-from .checkpoint import load_checkpoint, save_checkpoint
+from .checkpoint import atomic_write_text, load_checkpoint, save_checkpoint
 from .config import cache_dir
 from .datasets import SkippedFiles, iterate_good, make_loader
 from .devices import autocast, pick_device, set_seed
 from .errors import CatdogError
-from .features import VIEWS, FeatureSet, extract_features
+from .features import VIEWS, FeatureSet, extract_features, file_digest
 from .layout import find_dataset
 from .split import Split, stratified_split, subset_per_class
-from .transforms import eval_transform, train_transform
+from .transforms import eval_transform
 
 RECIPES = ("features", "finetune")
+DEFAULT_LR = {"features": 1e-3, "finetune": 1e-4}  # a new head learns fast; a pretrained backbone needs care
 BACKBONE_LR_FACTOR = 0.1
 
 
@@ -47,7 +47,7 @@ class TrainConfig:
     recipe: str = "features"
     epochs: int = 40
     batch_size: int = 32
-    lr: float = 1e-3
+    lr: float | None = None  # None: 1e-3 for the features recipe's head, 1e-4 to fine-tune
     weight_decay: float = 0.0
     seed: int = 42
     flip_p: float = 0.3
@@ -123,24 +123,29 @@ class FeatureBatches:
 
 
 class ImageBatches:
-    """Batches of decoded, augmented images for training through the whole network."""
+    """Batches of decoded, augmented images for training through the whole network.
 
-    def __init__(self, split: Split, model: TransferNet, cfg: TrainConfig, device: torch.device,
-                 skipped: SkippedFiles):
+    Each sample's horizontal flip comes from :func:`flip_choices`, as in :class:`FeatureBatches`, so
+    both recipes see the same flips and no loader draws on the global RNG (dropout uses that one).
+    """
+
+    def __init__(self, split: Split, cfg: TrainConfig, device: torch.device, skipped: SkippedFiles):
         prep = get_arch(cfg.arch).prep
         self.split, self.cfg, self.device, self.skipped = split, cfg, device, skipped
-        self.train_tf = train_transform(prep, cfg.flip_p)
+        self.transform = eval_transform(prep)
         self.valid_loader = make_loader(split.valid, eval_transform(prep), cfg.batch_size,
                                         num_workers=cfg.num_workers, min_size=prep.image_size,
                                         generator=torch.Generator().manual_seed(cfg.seed))
         self.min_size = prep.image_size
 
     def train_batches(self, epoch: int) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-        order = epoch_order(len(self.split.train), self.cfg.seed, epoch).tolist()
-        ordered = [self.split.train[i] for i in order]
-        # A loader's own generator keeps it from drawing on the global RNG (dropout uses that one).
-        loader = make_loader(ordered, self.train_tf, self.cfg.batch_size, num_workers=self.cfg.num_workers,
-                             min_size=self.min_size, generator=torch.Generator().manual_seed(self.cfg.seed + epoch))
+        n = len(self.split.train)
+        order = epoch_order(n, self.cfg.seed, epoch).tolist()
+        flips = flip_choices(n, self.cfg.flip_p, self.cfg.seed, epoch).tolist()
+        loader = make_loader([self.split.train[i] for i in order], self.transform, self.cfg.batch_size,
+                             num_workers=self.cfg.num_workers, min_size=self.min_size,
+                             generator=torch.Generator().manual_seed(self.cfg.seed + epoch),
+                             flips=[flips[i] for i in order])
         for images, labels in iterate_good(loader, self.skipped):
             yield images.to(self.device), labels.to(self.device)
 
@@ -191,15 +196,7 @@ def validate(net: nn.Module, batches: Iterator, loss_fn: nn.Module, device: torc
 
 
 def _write_json(path: Path, data: dict) -> None:
-    """Write JSON atomically (temp file, then rename)."""
-    tmp = path.with_suffix(".json.tmp")
-    try:
-        tmp.write_text(json.dumps(data, indent=1))
-        os.replace(tmp, path)
-    except OSError as error:
-        tmp.unlink(missing_ok=True)
-        raise CatdogError(f"cannot write {path}: {error.strerror or error}. Free disk space or choose "
-                          "a writable --out folder.") from None
+    atomic_write_text(path, json.dumps(data, indent=1))
 
 
 def _ensure_writable(out: Path) -> None:
@@ -220,10 +217,7 @@ def prepare_split(cfg: TrainConfig, out: Path, resume: bool) -> Split:
     if cfg.per_class:
         split = Split(split.root, split.classes, subset_per_class(split.train, cfg.per_class),
                       subset_per_class(split.valid, max(2, cfg.per_class // 4)), split.valid_fraction, split.seed)
-    try:
-        split.save(manifest)
-    except OSError as error:
-        raise CatdogError(f"cannot write {manifest}: {error.strerror or error}. Choose a writable --out folder.") from None
+    split.save(manifest)
     return split
 
 
@@ -234,8 +228,27 @@ def model_meta(cfg: TrainConfig, split: Split) -> dict:
 
 
 def backbone_id(cfg: TrainConfig) -> str:
-    """Identifies the frozen backbone's weights, for the feature cache (random ones depend on the seed)."""
-    return f"{cfg.arch}:{cfg.weights}" + (f":seed{cfg.seed}" if cfg.weights is None else "")
+    """Identifies the frozen backbone's weights for the feature cache: a weights file by its content,
+    random weights by their seed."""
+    if cfg.weights is None:
+        return f"{cfg.arch}:random:seed{cfg.seed}"
+    if cfg.weights == "default":
+        return f"{cfg.arch}:default"
+    return f"{cfg.arch}:sha1={file_digest(Path(cfg.weights))}"
+
+
+def _check_config(cfg: TrainConfig) -> TrainConfig:
+    """Reject impossible settings with one clear line; fill in the recipe's default learning rate."""
+    if cfg.recipe not in RECIPES:
+        raise CatdogError(f"unknown recipe {cfg.recipe!r}; choose one of: {', '.join(RECIPES)}.")
+    for name in ("epochs", "batch_size"):
+        if getattr(cfg, name) < 1:
+            raise CatdogError(f"{name} must be at least 1 (got {getattr(cfg, name)}).")
+    if cfg.lr is None:
+        cfg.lr = DEFAULT_LR[cfg.recipe]
+    if cfg.lr <= 0:
+        raise CatdogError(f"the learning rate must be positive (got {cfg.lr}).")
+    return cfg
 
 
 def _metrics(cfg: TrainConfig, split: Split, state: RunState, skipped: SkippedFiles) -> dict:
@@ -250,7 +263,7 @@ def _batches(cfg: TrainConfig, model: TransferNet, split: Split, device: torch.d
              skipped: SkippedFiles) -> tuple[FeatureBatches | ImageBatches, nn.Module]:
     """The recipe's batch source and the part of the model it trains."""
     if cfg.recipe == "finetune":
-        return ImageBatches(split, model, cfg, device, skipped), model
+        return ImageBatches(split, cfg, device, skipped), model
     extract = dict(prep=get_arch(cfg.arch).prep, device=device, skipped=skipped,
                    cache_root=cache_dir() / "features" if cfg.feature_cache else None,
                    num_workers=cfg.num_workers, progress=cfg.progress, reduced_precision=cfg.reduced_precision)
@@ -271,8 +284,6 @@ def train(cfg: TrainConfig, resume: bool = False) -> dict:
     """Train (or resume) a run in ``cfg.out``; returns the metrics also written to metrics.json."""
     from torch.utils.tensorboard import SummaryWriter
 
-    if cfg.recipe not in RECIPES:
-        raise CatdogError(f"unknown recipe {cfg.recipe!r}; choose one of: {', '.join(RECIPES)}.")
     out = Path(cfg.out)
     last_path = out / "last.pt"
     if resume:
@@ -282,12 +293,14 @@ def train(cfg: TrainConfig, resume: bool = False) -> dict:
         cfg = TrainConfig(**{**saved["config"], "progress": cfg.progress, "device": cfg.device})
     elif last_path.exists():
         raise CatdogError(f"{out}: already holds a run (last.pt). Use --resume {out} or another --out folder.")
+    cfg = _check_config(cfg)
     _ensure_writable(out)
     started = time.perf_counter()
     set_seed(cfg.seed)
     device = pick_device(cfg.device)
     split = prepare_split(cfg, out, resume)
-    model = create_model(cfg.arch, len(split.classes), cfg.weights).to(device)
+    # A resumed run's weights all come from last.pt: no need to find the pretrained ones again.
+    model = create_model(cfg.arch, len(split.classes), None if resume else cfg.weights).to(device)
     optimizer = _build_optimizer(model, cfg)
     scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(optimizer, mode="min", factor=0.1, patience=4)
     stopper = EarlyStopping(cfg.patience)

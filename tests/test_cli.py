@@ -64,6 +64,11 @@ def test_predict_prints_class_and_probability(trained_run):
     (["train", "--epochs", "many"], "invalid int value"),
     (["evaluate", "--checkpoint", "/nonexistent.pt"], "no such file"),
     (["train", "--arch", "alexnet"], "invalid choice"),
+    (["train", "--batch-size", "0"], "must be positive"),
+    (["train", "--lr", "-1"], "must be positive"),
+    (["train", "--epochs", "0"], "must be positive"),
+    (["train", "--resume", "{tmp}", "--epochs", "5"], "drop --epochs"),
+    (["predict", "--checkpoint", "{tmp}", "{tmp}"], "is a folder"),
     (["frobnicate"], "invalid choice"),
 ])
 def test_wrong_input_is_one_clear_line_and_status_2(tmp_path, args, message):
@@ -84,3 +89,10 @@ def test_data_dir_environment_variable_is_the_default_root(tmp_path):
     result = run_cli("data", "check", cache=tmp_path / "cache", env={"CATDOG_DATA_DIR": str(tmp_path / "data")})
     assert result.returncode == 0, result.stderr
     assert "train: 6 images (cats 3, dogs 3)" in result.stdout and "no problems found" in result.stdout
+
+
+def test_evaluate_refuses_a_dataset_without_a_test_split(trained_run, tmp_path):
+    make_dataset(tmp_path / "only" / "training_set", {"cats": 3, "dogs": 3})
+    result = run_cli("evaluate", "--checkpoint", trained_run / "run" / "best.pt", "--data", tmp_path / "only",
+                     cache=trained_run / "cache")
+    assert result.returncode == 2 and "no test_set" in result.stderr and "Traceback" not in result.stderr

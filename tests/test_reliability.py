@@ -21,7 +21,7 @@ from catdog_lib.datasets import SkippedFiles, default_num_workers, iterate_good,
 from catdog_lib.layout import read_class_folders
 from catdog_lib.training import TrainConfig, train
 from catdog_lib.transforms import Preprocessing, eval_transform
-from conftest import (REPO, add_bad_files, add_odd_good_files, catdog_command, make_dataset, make_image,
+from conftest import (REPO, add_bad_files, add_odd_good_files, catdog_command, make_checkpoint, make_dataset, make_image,
                       make_writable_by_all, public_env, run_python, subprocess_env)
 
 
@@ -231,6 +231,21 @@ def test_bad_file_in_a_batch_never_raises(tmp_path: Path) -> None:
     images, labels, reasons = datasets.collate_skipping_bad([dataset[0], dataset[1]])
 
     assert images.shape == (1, 3, 8, 8) and labels.tolist() == [0]
-    assert reasons == [f"{bad}: empty file (0 bytes)"]
+    assert reasons == [(str(bad), f"{bad}: empty file (0 bytes)")]
     assert datasets.collate_skipping_bad([dataset[1]])[0].numel() == 0
     assert torch.is_tensor(images)
+
+
+def test_bad_file_whose_name_holds_a_colon_keeps_paths_and_labels_aligned(tmp_path: Path) -> None:
+    from catdog_lib.evaluation import evaluate, load_model
+
+    root = make_dataset(tmp_path / "data", {"cats": 3, "dogs": 3})
+    bad = root / "cats" / "a: b.jpg"
+    bad.write_text("not an image")
+    checkpoint = make_checkpoint(tmp_path / "model.pt", ["cats", "dogs"], recipe="finetune")
+    samples = read_class_folders(root).samples
+    with pytest.warns(UserWarning, match="skipping bad image"):
+        result = evaluate(load_model(checkpoint), samples, progress=False)
+    assert result.skipped == [str(bad)]
+    assert result.n == len(result.paths) == len(result.labels) == 6
+    assert all(("dogs" in path) == (label == 1) for path, label in zip(result.paths, result.labels))
