@@ -114,27 +114,34 @@ def fresh_course_run(run: Path = COURSE_RUN) -> Path:
     return run
 
 
-def _trained_on(run: Path) -> Path | None:
-    """The training folder a run's split came from (its split.json), or None."""
+def _mismatch(run: Path, root: Path) -> str | None:
+    """Why the course run in ``run`` does not fit data ``root`` and the current mode, or None if it does."""
+    best = run / "best.pt"
+    if not best.is_file():
+        return "there is none"
     try:
-        return Path(json.loads((run / "split.json").read_text())["root"])
+        config = json.loads((run / "metrics.json").read_text())["config"]
     except (OSError, ValueError, KeyError):
-        return None
+        return "its metrics.json is missing"
+    if Path(config["data"]).resolve() != Path(root).resolve():
+        return f"it was trained on other data ({config['data']})"
+    if config.get("per_class") != (FAST_PER_CLASS if fast_mode() else None):
+        return "it was trained in the other mode (fast vs full)"
+    return None
 
 
 def ensure_course_checkpoint(data: Path | None = None, run: Path = COURSE_RUN) -> Path:
     """The best checkpoint notebook 04 trained on ``data`` (default: the course's data).
 
-    Trains one the same way (default hyperparameters, fast mode honoured) if it is missing or was
-    trained on other data, so that a notebook needing it also runs on its own.
+    Trains one the same way (default hyperparameters, fast mode honoured) if it is missing, or was
+    trained on other data or in the other mode, so that a notebook needing it also runs on its own.
     """
     root = data or course_data_root()[0]
     best = run / "best.pt"
-    trained_on = _trained_on(run)
-    if best.is_file() and trained_on is not None and trained_on.resolve() == find_dataset(root).train_dir.resolve():
+    reason = _mismatch(run, root)
+    if reason is None:
         print(f"using the checkpoint notebook 04 trained: {best}")
         return best
-    reason = "there is none" if not best.is_file() else f"it was trained on other data ({trained_on})"
     print(f"No course checkpoint for {root} in {run} ({reason}): training one now, as notebook 04 does.")
     fresh_course_run(run)
     fast = fast_mode()

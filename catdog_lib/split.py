@@ -49,13 +49,13 @@ class Split:
         atomic_write_text(Path(path), json.dumps(self.to_manifest(), indent=1))
 
     @classmethod
-    def load(cls, path: Path, root: Path | None = None) -> "Split":
-        """Read a manifest; ``root`` overrides where its relative paths live."""
+    def load(cls, path: Path) -> "Split":
+        """Read a manifest written by :meth:`save`."""
         try:
             data = json.loads(Path(path).read_text())
         except (OSError, ValueError) as error:
             raise CatdogError(f"{path}: cannot read split manifest ({error}).") from None
-        base = Path(root or data["root"])
+        base = Path(data["root"])
 
         def absolute(rows: list) -> list[Sample]:
             return [(base / rel, int(label)) for rel, label in rows]

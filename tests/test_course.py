@@ -64,6 +64,10 @@ def test_ensure_checkpoint_trains_once_then_reuses(tiny_data, tmp_path, monkeypa
     assert course.ensure_course_checkpoint(run=run) == best and best.stat().st_mtime_ns == stamp
     assert "using the checkpoint" in capsys.readouterr().out
 
+    monkeypatch.delenv("CATDOG_FAST")  # a full-course notebook must not reuse the fast-mode model
+    course.ensure_course_checkpoint(run=run)
+    assert "trained in the other mode" in capsys.readouterr().out and best.stat().st_mtime_ns != stamp
+
 
 def test_failing_notebook_stops_the_run_and_names_the_cell(tiny_data, tmp_path, capsys):
     fast_before = os.environ.get("CATDOG_FAST")
