@@ -123,16 +123,18 @@ def test_process_killed_in_the_middle_of_a_write_never_corrupts_best_pt(tmp_path
     assert _temp_files(tmp_path) == []                   # the next save cleared the dead write's temp
 
 
-FULL_DISK = r"""
+SAVE_MUST_FAIL = r"""
 import resource, signal, sys, torch
 from pathlib import Path
 from catdog_lib.checkpoint import atomic_save
 from catdog_lib.errors import CatdogError
 
-signal.signal(signal.SIGXFSZ, signal.SIG_IGN)    # so a write past the limit fails with EFBIG
-resource.setrlimit(resource.RLIMIT_FSIZE, (64 * 1024, 64 * 1024))
+path, numel, size_limit = Path(sys.argv[1]), int(sys.argv[2]), sys.argv[3:]
+if size_limit:  # a "full disk": a write past the limit fails with EFBIG
+    signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+    resource.setrlimit(resource.RLIMIT_FSIZE, (int(size_limit[0]),) * 2)
 try:
-    atomic_save({"w": torch.zeros(1_000_000)}, Path(sys.argv[1]))   # what save_checkpoint calls
+    atomic_save({"w": torch.zeros(numel)}, path)   # what save_checkpoint calls
 except CatdogError as error:
     print(error)
     sys.exit(0)
@@ -143,27 +145,12 @@ sys.exit("the write did not fail")
 def test_full_disk_is_a_clear_error_and_keeps_the_old_checkpoint(tmp_path: Path) -> None:
     best = _old_checkpoint(tmp_path / "best.pt")
 
-    result = run_python(FULL_DISK, best)
+    result = run_python(SAVE_MUST_FAIL, best, 1_000_000, 64 * 1024)
 
     assert result.returncode == 0, result.stderr
     assert "File too large" in result.stdout and "previous checkpoint there is unchanged" in result.stdout
     _assert_old_intact(best)
     assert _temp_files(tmp_path) == []
-
-
-READ_ONLY = r"""
-import sys, torch
-from pathlib import Path
-from catdog_lib.checkpoint import atomic_save
-from catdog_lib.errors import CatdogError
-
-try:
-    atomic_save({"w": torch.zeros(3)}, Path(sys.argv[1]))   # what save_checkpoint calls
-except CatdogError as error:
-    print(error)
-    sys.exit(0)
-sys.exit("the write did not fail")
-"""
 
 
 def test_read_only_output_folder_is_a_clear_error_and_keeps_the_old_checkpoint(public_tmp: Path) -> None:
@@ -173,7 +160,7 @@ def test_read_only_output_folder_is_a_clear_error_and_keeps_the_old_checkpoint(p
     best.chmod(0o644)
     run.chmod(0o555)
 
-    result = run_python(READ_ONLY, best, unprivileged=True, env=public_env(public_tmp))
+    result = run_python(SAVE_MUST_FAIL, best, 3, unprivileged=True, env=public_env(public_tmp))
 
     assert result.returncode == 0, result.stderr
     assert f"cannot write {best}: Permission denied" in result.stdout and "writable" in result.stdout
