@@ -8,9 +8,11 @@ finished dataset is marked so that asking again does nothing.
 
 from __future__ import annotations
 
+import contextlib
 import gzip
 import hashlib
 import http.client
+import io
 import json
 import os
 import shutil
@@ -23,17 +25,18 @@ import urllib.request
 import warnings
 import zipfile
 import zlib
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path, PurePosixPath, PureWindowsPath
 
 from tqdm.auto import tqdm
 
+from . import config
 from .errors import CatdogError
 from .images import image_problem
-from .layout import is_image_file, natural_key
+from .layout import find_dataset, is_image_file, natural_key
 
-SOURCES = ("kaggle", "petimages", "oxford-pets")
 KAGGLE_DATASET = "tongpython/cat-and-dog"
 PETIMAGES_URL = (
     "https://download.microsoft.com/download/3/E/1/3E1C3F21-ECDB-4869-8368-6DEBA77B919F/"
@@ -44,18 +47,14 @@ CHUNK_BYTES = 1 << 20
 DOWNLOADS_DIR = ".downloads"
 MAX_NAMED_SKIPS = 20
 TEST_EVERY = 5  # PetImages: every 5th usable photo of each class (natural name order) is held out
-
-WAYS_TO_GET_DATA = (
-    "Ways to get the photos:\n"
-    "  - catdog data download --source kaggle       (needs ~/.kaggle/kaggle.json: kaggle.com > Settings > "
-    "API > Create New Token)\n"
-    "  - catdog data download --source petimages    (Microsoft's Kaggle Cats and Dogs zip, no account)\n"
-    "  - catdog data download --source oxford-pets  (Oxford-IIIT Pet via torchvision, no account)\n"
-    "  - or set CATDOG_DATA_DIR (or pass --data) to a folder that already holds the photos, shaped "
-    "training_set/training_set/{cats,dogs} or cats/ and dogs/"
+COURSE_TRAIN_PER_CLASS = 1000  # the course-sized subset: as many photos as the Kaggle subset the course
+COURSE_TEST_PER_CLASS = 500  # was written for (1000 + 1000 training, 500 + 500 test)
+KAGGLE_AUTH = (
+    "Kaggle needs an API token, given in any one of these ways: the KAGGLE_API_TOKEN environment variable "
+    "or ~/.kaggle/access_token (kaggle.com > Settings > API > Generate New Token); KAGGLE_USERNAME and "
+    "KAGGLE_KEY; kaggle.json in ~/.kaggle or $KAGGLE_CONFIG_DIR (chmod 600); `kaggle auth login`; on Colab, "
+    "secrets of those names (key icon, left bar)"
 )
-
-
 def offline_error(what: str, reason: object) -> CatdogError:
     """The error for an unreachable server: what failed, why, and every other way to get the data."""
     return CatdogError(
@@ -295,27 +294,33 @@ def kaggle_credentials_problem(path: Path) -> str | None:
     return _kaggle_token_problem(path) or _kaggle_permission_problem(path)
 
 
-def _download_kaggle(dest: Path, progress: bool) -> None:
-    if not (os.environ.get("KAGGLE_USERNAME") and os.environ.get("KAGGLE_KEY")):
-        path = kaggle_config_path()
-        problem = _kaggle_token_problem(path)
-        if problem:
-            raise CatdogError(problem)
-        loose = _kaggle_permission_problem(path)
-        if loose:
-            warnings.warn(loose, stacklevel=3)
+def _kaggle_api():
+    """An authenticated kaggle client, letting it try every mechanism it knows; one clear line if none works."""
+    path = kaggle_config_path()
+    loose = _kaggle_permission_problem(path) if path.is_file() else None
+    if loose:
+        warnings.warn(loose, stacklevel=4)
+    try:
+        from kaggle.api.kaggle_api_extended import KaggleApi
+    except ImportError:
+        raise CatdogError("The kaggle client is not installed: pip install 'catdog-course[kaggle]' "
+                          "(or use --source petimages, which needs no account).") from None
+    api = KaggleApi()
+    api.config_dir, api.config = str(path.parent), str(path)  # the client reads these once, at import
+    try:
+        with contextlib.redirect_stdout(io.StringIO()):  # the client prints a page of help, then exits
+            api.authenticate()
+    except (SystemExit, Exception) as error:
+        detail = f" ({error})" if str(error) and not isinstance(error, SystemExit) else ""
+        raise CatdogError(f"Kaggle sign-in failed{detail}. {KAGGLE_AUTH}; or use --source petimages "
+                          "(no account).") from None
+    return api
+
+
+def _download_kaggle(dest: Path, url: str | None, progress: bool) -> None:
+    api = _kaggle_api()
     import requests  # a dependency of kaggle
 
-    try:
-        from kaggle.api.kaggle_api_extended import KaggleApi  # importing kaggle authenticates
-
-        api = KaggleApi()
-        api.authenticate()
-    except SystemExit:
-        raise CatdogError(
-            f"Kaggle did not accept the token in {kaggle_config_path()}. "
-            "Download a new one from kaggle.com > Settings > API."
-        ) from None
     downloads = dest / DOWNLOADS_DIR
     downloads.mkdir(parents=True, exist_ok=True)
     try:
@@ -325,8 +330,7 @@ def _download_kaggle(dest: Path, progress: bool) -> None:
         if status in (401, 403):
             raise CatdogError(
                 f"Kaggle refused the download ({status}): the token is wrong or expired, or you have not "
-                f"accepted the rules of https://www.kaggle.com/datasets/{KAGGLE_DATASET}. "
-                "Create a new token at kaggle.com > Settings > API."
+                f"accepted the rules of https://www.kaggle.com/datasets/{KAGGLE_DATASET}. {KAGGLE_AUTH}."
             ) from None
         raise CatdogError(f"Kaggle answered {status} for {KAGGLE_DATASET} ({error}).\n{WAYS_TO_GET_DATA}") from None
     except (requests.RequestException, OSError) as error:
@@ -362,8 +366,10 @@ def _sort_petimages(raw: Path, out: Path, progress: bool) -> list[str]:
     return skipped
 
 
-def _download_petimages(dest: Path, url: str, progress: bool) -> None:
-    archive = fetch(url, dest / DOWNLOADS_DIR / "petimages.zip", progress=progress)
+def _download_petimages(dest: Path, url: str | None, progress: bool) -> None:
+    source = SOURCES["petimages"]
+    archive = fetch(url or source.url, dest / DOWNLOADS_DIR / "petimages.zip",
+                    sha256=None if url else source.sha256, progress=progress)
     with _staging(dest) as work:
         extract_zip(archive, work / "raw")
         skipped = _sort_petimages(work / "raw", work / "out", progress)
@@ -377,18 +383,22 @@ def _download_petimages(dest: Path, url: str, progress: bool) -> None:
 # --- Oxford-IIIT Pet ------------------------------------------------------------------------------
 
 
+def _link(path: Path, target: Path) -> None:
+    """Hard-link ``path`` as ``target`` (copying where links fail), so no photo is re-encoded."""
+    target.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        os.link(path, target)
+    except OSError:
+        shutil.copy2(path, target)
+
+
 def write_cats_dogs(pairs: Iterable[tuple[Path, bool]], out: Path) -> dict[str, int]:
     """Write (image_path, is_dog) pairs as out/cats and out/dogs, hard-linking the original files
     (copying where links fail) so nothing is re-encoded. Returns the count per folder."""
     counts = {"cats": 0, "dogs": 0}
     for path, is_dog in pairs:
         name = "dogs" if is_dog else "cats"
-        target = out / name / Path(path).name
-        target.parent.mkdir(parents=True, exist_ok=True)
-        try:
-            os.link(path, target)
-        except OSError:
-            shutil.copy2(path, target)
+        _link(path, out / name / Path(path).name)
         counts[name] += 1
     return counts
 
@@ -404,7 +414,7 @@ def _socket_timeout(seconds: float) -> Iterator[None]:
         socket.setdefaulttimeout(previous)
 
 
-def _download_oxford(dest: Path) -> None:
+def _download_oxford(dest: Path, url: str | None, progress: bool) -> None:
     from torchvision.datasets import OxfordIIITPet
 
     root = dest / DOWNLOADS_DIR
@@ -431,30 +441,56 @@ def _download_oxford(dest: Path) -> None:
         _merge_into(work, dest)
 
 
-# --- entry point ----------------------------------------------------------------------------------
+# --- the sources ---------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Source:
+    """A place the photos come from: how to get them and how they are verified."""
+
+    name: str
+    what: str  # one line for the list of ways to get the data
+    account: bool  # needs a sign-in
+    get: Callable[[Path, str | None, bool], None]  # (dest, url override, progress)
+    url: str | None = None  # for sources fetched over plain HTTP(S); `url=` may replace it
+    sha256: str | None = None  # of the file at ``url``, when it is published
+    verified: str = ""  # what is checked, in words
+
+
+SOURCES: dict[str, Source] = {source.name: source for source in (
+    Source("petimages", "Microsoft's Kaggle Cats and Dogs zip, 25,000 photos, no account", False,
+           _download_petimages, url=PETIMAGES_URL,
+           verified="length against the server's Content-Length, every photo's CRC-32 while unzipping"),
+    Source("kaggle", "the tutorial's Kaggle dataset tongpython/cat-and-dog, needs a Kaggle API token", True,
+           _download_kaggle, verified="by the kaggle client; every photo's CRC-32 while unzipping"),
+    Source("oxford-pets", "Oxford-IIIT Pet via torchvision, no account", False, _download_oxford,
+           verified="MD5 of both archives, by torchvision"),
+)}
+DEFAULT_SOURCE = "petimages"  # no account needed, so `make run` on a fresh machine can fetch it
+WAYS_TO_GET_DATA = "Ways to get the photos:\n" + "\n".join(
+    f"  - catdog data download --source {name:<12} ({source.what})" for name, source in SOURCES.items()
+) + ("\n  - or set CATDOG_DATA_DIR (or pass --data) to a folder that already holds the photos, shaped "
+     "training_set/training_set/{cats,dogs} or cats/ and dogs/")
 
 
 def download_dataset(source: str, dest: Path, *, url: str | None = None, progress: bool = True) -> Path:
-    """Download ``source`` (kaggle, petimages or oxford-pets) into ``dest`` and return the dataset root.
+    """Download ``source`` (a name in ``SOURCES``) into ``dest`` and return the dataset root.
 
-    A second call finds the completion marker and does nothing. ``url`` replaces the PetImages URL.
+    A second call finds the completion marker and does nothing. ``url`` replaces the source's URL
+    (its published checksum is then not applied).
     """
     if source not in SOURCES:
         raise CatdogError(f"Unknown data source {source!r}; choose one of: {', '.join(SOURCES)}.")
-    if url is not None and source != "petimages":
-        raise CatdogError(f"The url= argument works only with source 'petimages', not {source!r}.")
+    if url is not None and SOURCES[source].url is None:
+        with_url = ", ".join(name for name, known in SOURCES.items() if known.url)
+        raise CatdogError(f"The url= argument works only with source {with_url}, not {source!r}.")
     dest = Path(dest).expanduser()
     marker = dest / f".catdog-complete-{source}"
     if marker.exists():
         print(f"The {source} dataset is already in {dest}; nothing to download.")
         return dest
     try:
-        if source == "kaggle":
-            _download_kaggle(dest, progress)
-        elif source == "petimages":
-            _download_petimages(dest, url or PETIMAGES_URL, progress)
-        else:
-            _download_oxford(dest)
+        SOURCES[source].get(dest, url, progress)
         shutil.rmtree(dest / DOWNLOADS_DIR, ignore_errors=True)
         _write_marker(marker, f"{source}\n")
     except OSError as error:
@@ -465,6 +501,44 @@ def download_dataset(source: str, dest: Path, *, url: str | None = None, progres
         raise
     print(f"The {source} dataset is ready in {dest}.")
     return dest
+
+
+def course_subset(full: Path, dest: Path, train_per_class: int = COURSE_TRAIN_PER_CLASS,
+                  test_per_class: int = COURSE_TEST_PER_CLASS) -> Path:
+    """Hard-link (copy where links fail) the first photos of each class, in natural name order, of
+    ``full``'s training and test splits into ``dest/training_set`` and ``dest/test_set``: the same
+    course-sized subset every time. Does nothing when ``dest`` is already complete."""
+    marker = dest / ".catdog-complete-subset"
+    if marker.exists():
+        return dest
+    layout = find_dataset(full)
+    parts = [("training_set", layout.train(), train_per_class)]
+    if layout.test_dir:
+        parts.append(("test_set", layout.test(), test_per_class))
+    with _staging(dest) as work:
+        for folder, classes, count in parts:
+            for name in classes.classes:
+                for path in classes.files[name][:count]:
+                    _link(path, work / folder / name / path.name)
+        _merge_into(work, dest)
+    _write_marker(marker, f"{full}\n")
+    return dest
+
+
+def get_course_data(source: str = DEFAULT_SOURCE, *, all_photos: bool = False, url: str | None = None,
+                    progress: bool = True) -> Path:
+    """Download ``source`` into ``data/<source>`` of the course folder and return the dataset root the
+    course should use: a course-sized subset of it, hard-linked into ``config.data_root()``, or with
+    ``all_photos`` every photo. Asking again downloads nothing."""
+    full = download_dataset(source, config.data_dir() / source, url=url, progress=progress)
+    if all_photos:
+        return full
+    subset = course_subset(full, config.data_root())
+    counts = {part: sum(folders.counts().values()) for part, folders in
+              (("training", find_dataset(subset).train()), ("test", find_dataset(subset).test()))}
+    print(f"The course uses {counts['training']:,} training and {counts['test']:,} test photos of {full} "
+          f"(hard-linked into {subset}); `catdog course --all-photos` uses them all.")
+    return subset
 
 
 def _write_marker(marker: Path, text: str) -> None:
