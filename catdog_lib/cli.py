@@ -1,4 +1,7 @@
-"""The `catdog` command line: data download/check, train, evaluate, predict, course."""
+"""The `catdog` command line: data download/check, train, evaluate, predict, course.
+
+Importing it, and `--help`, load no torch: commands import what they need when they run.
+"""
 
 from __future__ import annotations
 
@@ -122,39 +125,60 @@ def _cmd_data_download(args: argparse.Namespace) -> int:
 def _cmd_course(args: argparse.Namespace) -> int:
     from .course import run_course
 
-    return run_course(fast=args.fast, out=args.out)
+    return run_course(fast=args.fast, out=args.out, fetch_data=not args.offline, all_photos=args.all_photos)
+
+
+# What `--help` shows; kept here, not imported, so that `--help` needs no torch (tests/test_cli.py checks
+# these against backbones.ARCHS, backbones.DEFAULT_ARCH, training.TrainConfig and training.DEFAULT_LR).
+ARCH_NAMES = ("efficientnet_lite0", "efficientnet_lite1", "efficientnet_lite2", "mobilenet_v3_large", "resnet50",
+              "vgg16_bn")
+RECIPE_NAMES = ("features", "finetune")
+TRAIN_DEFAULTS = {"arch": "efficientnet_lite2", "recipe": "features", "epochs": 40, "batch_size": 32, "seed": 42,
+                  "lr": {"features": 1e-3, "finetune": 1e-4}}
+
+
+def _command(sub, name: str, summary: str, example: str) -> argparse.ArgumentParser:
+    """A sub-command whose --help starts with a one-line description and ends with an example."""
+    return sub.add_parser(name, help=summary, description=summary[0].upper() + summary[1:] + ".",
+                          epilog=f"example:\n  {example}", formatter_class=argparse.RawDescriptionHelpFormatter)
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from .backbones import ARCHS, DEFAULT_ARCH
-    from .training import DEFAULT_LR, RECIPES, TrainConfig
+    from . import __version__
+    from .download import DEFAULT_SOURCE, SOURCES
 
-    defaults = TrainConfig(data="", out="")
-    parser = _Parser(prog="catdog", description="Cats-vs-dogs transfer learning: the catdog course's CLI.")
+    defaults = TRAIN_DEFAULTS
+    parser = _Parser(prog="catdog", description="Cats-vs-dogs transfer learning: the catdog course's CLI.",
+                     epilog="example:\n  catdog course --fast", formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--version", action="version", version=f"catdog {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
 
-    train = sub.add_parser("train", help="train a classifier; writes best.pt, last.pt, metrics.json, split.json")
+    train = _command(sub, "train", "train a classifier; writes best.pt, last.pt, metrics.json, split.json",
+                     "catdog train --data data/cat-and-dog --out runs/my-run --epochs 10")
     train.add_argument("--data", help="dataset root (default: $CATDOG_DATA_DIR, else data/cat-and-dog)")
     train.add_argument("--out", type=Path, help="run folder to create")
-    train.add_argument("--arch", choices=sorted(ARCHS), help=f"backbone (default {DEFAULT_ARCH})")
-    train.add_argument("--recipe", choices=RECIPES, help=f"default {defaults.recipe}")
-    train.add_argument("--epochs", type=_positive(int), help=f"most epochs (default {defaults.epochs})")
-    train.add_argument("--batch-size", type=_positive(int), help=f"default {defaults.batch_size}")
+    train.add_argument("--arch", choices=ARCH_NAMES, help=f"backbone (default {defaults['arch']})")
+    train.add_argument("--recipe", choices=RECIPE_NAMES, help=f"default {defaults['recipe']}")
+    train.add_argument("--epochs", type=_positive(int), help=f"most epochs (default {defaults['epochs']})")
+    train.add_argument("--batch-size", type=_positive(int), help=f"default {defaults['batch_size']}")
     train.add_argument("--lr", type=_positive(float),
-                       help=f"learning rate (default {DEFAULT_LR['features']} features, {DEFAULT_LR['finetune']} finetune)")
-    train.add_argument("--seed", type=int, help=f"default {defaults.seed}")
+                       help=f"learning rate (default {defaults['lr']['features']} features, "
+                            f"{defaults['lr']['finetune']} finetune)")
+    train.add_argument("--seed", type=int, help=f"default {defaults['seed']}")
     train.add_argument("--weights", help="'default' (ImageNet; downloads for torchvision archs), "
                                          "a local .pth file, or 'none'")
     train.add_argument("--resume", type=_existing_path("run folder"), help="continue an interrupted run")
     train.set_defaults(func=_cmd_train)
 
-    evaluate = sub.add_parser("evaluate", help="accuracy of a checkpoint on a test split or class folders")
+    evaluate = _command(sub, "evaluate", "accuracy of a checkpoint on a test split or class folders",
+                        "catdog evaluate --checkpoint runs/my-run/best.pt --data data/cat-and-dog --json")
     evaluate.add_argument("--checkpoint", type=_existing_path("checkpoint"), required=True)
     evaluate.add_argument("--data", type=_existing_path("data folder"), help="dataset root or class-folder root")
     evaluate.add_argument("--json", action="store_true", help="print one JSON object")
     evaluate.set_defaults(func=_cmd_evaluate)
 
-    predict = sub.add_parser("predict", help="class and probability for each image")
+    predict = _command(sub, "predict", "class and probability for each image",
+                       "catdog predict --checkpoint runs/my-run/best.pt my-cat.jpg")
     predict.add_argument("--checkpoint", type=_existing_path("checkpoint"), required=True)
     predict.add_argument("images", nargs="+", type=_existing_path("image", file=True))
     predict.set_defaults(func=_cmd_predict)
@@ -163,19 +187,29 @@ def build_parser() -> argparse.ArgumentParser:
         command.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda", "mps"])
     train.add_argument("--quiet", action="store_true", help="no progress bars")
 
-    data = sub.add_parser("data", help="get and check datasets")
+    data = _command(sub, "data", "get and check datasets", "catdog data download --source petimages")
     data_sub = data.add_subparsers(dest="data_command", required=True, parser_class=_Parser)
-    download = data_sub.add_parser("download", help="download a cats-vs-dogs dataset")
-    download.add_argument("--source", choices=["kaggle", "petimages", "oxford-pets"], default="kaggle")
+    download = _command(data_sub, "download", "download a cats-vs-dogs dataset",
+                        "catdog data download --source petimages --dest data/petimages")
+    download.add_argument("--source", choices=list(SOURCES), default=DEFAULT_SOURCE,
+                          help="; ".join(f"{name}: {source.what}" for name, source in SOURCES.items())
+                          + f" (default {DEFAULT_SOURCE})")
     download.add_argument("--dest", help="where to put it (default: $CATDOG_DATA_DIR, else data/cat-and-dog)")
     download.set_defaults(func=_cmd_data_download)
-    check = data_sub.add_parser("check", help="list unreadable, truncated, empty and duplicate images")
+    check = _command(data_sub, "check", "list unreadable, truncated, empty and duplicate images",
+                     "catdog data check data/cat-and-dog")
     check.add_argument("root", nargs="?", help="dataset root (default: $CATDOG_DATA_DIR, else data/cat-and-dog)")
     check.set_defaults(func=_cmd_data_check)
 
-    course = sub.add_parser("course", help="run all notebooks in order into runs/<timestamp>/")
+    course = _command(sub, "course", "run all six notebooks in order into runs/<timestamp>/ (what `make run` does)",
+                      "catdog course --fast")
     course.add_argument("--fast", action="store_true", help="small subset, few epochs (as CATDOG_FAST=1)")
     course.add_argument("--out", type=Path, help="output folder (default runs/<timestamp>)")
+    course.add_argument("--all-photos", action="store_true",
+                        help=f"when the course downloads its photos ({DEFAULT_SOURCE}), use all of them, "
+                             "not the course-sized subset")
+    course.add_argument("--offline", action="store_true",
+                        help="never download photos; without any, run on synthetic data")
     course.set_defaults(func=_cmd_course)
     return parser
 

@@ -12,6 +12,7 @@ import contextlib
 import json
 import os
 import shutil
+import tempfile
 import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
@@ -22,7 +23,8 @@ import torch
 
 from .backbones import DEFAULT_ARCH
 from .checkpoint import atomic_write_text
-from .config import FAST_ENV, REPO_ROOT, data_root, fast_mode
+from . import config
+from .config import DATA_ENV, FAST_ENV, HOME_ENV, data_root, fast_mode
 from .errors import CatdogError
 from .evaluation import Evaluation
 from .features import file_digest
@@ -38,18 +40,11 @@ from .split import subset_per_class
 from .synthetic import make_synthetic_dataset
 from .training import TrainConfig, train
 
-NOTEBOOK_DIR = REPO_ROOT / "notebooks"
-NOTEBOOKS = (
-    "01_download_data.ipynb",
-    "02_visualize_data.ipynb",
-    "03_augmentation.ipynb",
-    "04_transfer_learning.ipynb",
-    "05_evaluate.ipynb",
-    "06_save_and_load.ipynb",
-)
+NOTEBOOK_DIR = config.notebook_dir()
+NOTEBOOKS = config.NOTEBOOK_NAMES
 TRAINING_NOTEBOOK = "04_transfer_learning.ipynb"
-COURSE_RUN = REPO_ROOT / "runs" / "course"  # notebook 04 trains here; 05 and 06 read it
-SYNTHETIC_ROOT = REPO_ROOT / "data" / "synthetic-cats-vs-dogs"
+COURSE_RUN = config.runs_dir() / "course"  # notebook 04 trains here; 05 and 06 read it
+SYNTHETIC_ROOT = config.data_dir() / "synthetic-cats-vs-dogs"
 FAST_PER_CLASS = 60  # fast mode: training photos per class (and a quarter of that for validation)
 FAST_EPOCHS = 10
 FAST_TEST_PER_CLASS = 50
@@ -146,7 +141,7 @@ def ensure_course_checkpoint(data: Path | None = None, run: Path = COURSE_RUN) -
     fresh_course_run(run)
     fast = fast_mode()
     train(TrainConfig(data=str(root), out=str(run), arch=DEFAULT_ARCH, epochs=FAST_EPOCHS if fast else 40,
-                      per_class=FAST_PER_CLASS if fast else None, progress=False))
+                      per_class=FAST_PER_CLASS if fast else None, progress=True))
     return best
 
 
@@ -207,24 +202,32 @@ def failed_cell(nb) -> str:
 
 def execute_notebook(path: Path, out_dir: Path) -> NotebookRun:
     """Run one notebook in its own folder; write it executed (``.ipynb``) and as ``.html`` to ``out_dir``."""
-    import nbformat
-    from nbclient import NotebookClient
-    from nbclient.exceptions import (
-        CellExecutionError,
-        CellTimeoutError,
-        DeadKernelError,
-    )
-    from nbconvert import HTMLExporter
+    try:
+        import nbformat
+        from jupyter_client import AsyncKernelManager
+        from nbclient import NotebookClient
+        from nbclient.exceptions import (
+            CellExecutionError,
+            CellTimeoutError,
+            DeadKernelError,
+        )
+        from nbconvert import HTMLExporter
+    except ImportError as error:
+        raise CatdogError(f"running the notebooks needs {error.name}: pip install 'catdog-course[jupyter]'") from None
 
     nb = nbformat.read(path, as_version=4)
-    client = NotebookClient(nb, timeout=NOTEBOOK_TIMEOUT_S, kernel_name="python3",
-                            resources={"metadata": {"path": str(path.parent)}})
     started = time.perf_counter()
     error = None
-    try:
-        client.execute()
-    except (CellExecutionError, CellTimeoutError, DeadKernelError) as exc:
-        error = failed_cell(nb) if not isinstance(exc, DeadKernelError) else f"the kernel died ({exc})"
+    with tempfile.TemporaryDirectory(prefix="catdog-kernel-") as sockets:
+        # Local sockets (IPC) where the system has them: no TCP port, no "running over TCP without encryption".
+        kernel = (AsyncKernelManager(kernel_name="python3") if os.name == "nt" else
+                  AsyncKernelManager(kernel_name="python3", transport="ipc", ip=str(Path(sockets) / "kernel")))
+        client = NotebookClient(nb, km=kernel, timeout=NOTEBOOK_TIMEOUT_S, kernel_name="python3",
+                                resources={"metadata": {"path": str(path.parent)}})
+        try:
+            client.execute()
+        except (CellExecutionError, CellTimeoutError, DeadKernelError) as exc:
+            error = failed_cell(nb) if not isinstance(exc, DeadKernelError) else f"the kernel died ({exc})"
     seconds = time.perf_counter() - started
     nbformat.write(nb, out_dir / path.name)
     html, _ = HTMLExporter().from_notebook_node(nb)
@@ -293,16 +296,37 @@ def _result_lines(run: Path, since: float) -> list[str]:
     return lines
 
 
+def _fetch_course_data(all_photos: bool) -> str | None:
+    """On a machine without photos, download the default no-account source (or reuse it) and return
+    the root to use; None (and a loud notice) when that fails, so the course falls back to synthetic data."""
+    from .download import get_course_data
+
+    try:
+        return str(get_course_data(all_photos=all_photos))
+    except CatdogError as error:
+        rule = "!" * 78
+        print(f"{rule}\nCould not get real photos: {error}\nThe course runs on SYNTHETIC data instead.\n{rule}")
+        return None
+
+
 def run_course(fast: bool, out: Path | None, notebooks: Sequence[Path] | None = None,
-               course_run: Path = COURSE_RUN) -> int:
-    """Execute the notebooks in order, stopping at the first failure; 0 when all ran and notebook 04 trained."""
+               course_run: Path = COURSE_RUN, fetch_data: bool = False, all_photos: bool = False) -> int:
+    """Execute the notebooks in order, stopping at the first failure; 0 when all ran and notebook 04 trained.
+
+    With ``fetch_data`` and no data of one's own (no $CATDOG_DATA_DIR, nothing in ``data/cat-and-dog``
+    but a subset made here), the photos are downloaded first: see ``_fetch_course_data``.
+    """
     fast = fast or fast_mode()
-    out = Path(out) if out else REPO_ROOT / "runs" / datetime.now().strftime("%Y%m%d-%H%M%S")
+    out = Path(out) if out else config.runs_dir() / datetime.now().strftime("%Y%m%d-%H%M%S")
     out.mkdir(parents=True, exist_ok=True)
     paths = [Path(p) for p in notebooks] if notebooks is not None else [NOTEBOOK_DIR / n for n in NOTEBOOKS]
     since = time.time() - 1  # file times may be rounded down a little
     print(f"course run into {out} ({'fast mode' if fast else 'full course'})")
-    with _environment(FAST_ENV, "1" if fast else None):
+    own_data = os.environ.get(DATA_ENV) or (has_dataset(data_root()) and not
+                                            (data_root() / ".catdog-complete-subset").exists())
+    chosen = _fetch_course_data(all_photos) if fetch_data and not own_data else None
+    with _environment(FAST_ENV, "1" if fast else None), _environment(DATA_ENV, chosen), \
+            _environment(HOME_ENV, str(config.home())):
         root, synthetic = course_data_root()
         runs: list[NotebookRun] = []
         for path in paths:
