@@ -534,10 +534,11 @@ def get_course_data(source: str = DEFAULT_SOURCE, *, all_photos: bool = False, u
     if all_photos:
         return full
     subset = course_subset(full, config.data_root())
-    counts = {part: sum(folders.counts().values()) for part, folders in
-              (("training", find_dataset(subset).train()), ("test", find_dataset(subset).test()))}
-    print(f"The course uses {counts['training']:,} training and {counts['test']:,} test photos of {full} "
-          f"(hard-linked into {subset}); `catdog course --all-photos` uses them all.")
+    layout = find_dataset(subset)
+    parts = [("training", layout.train())] + ([("test", layout.test())] if layout.test_dir else [])
+    counts = " and ".join(f"{sum(folders.counts().values()):,} {part}" for part, folders in parts)
+    print(f"The course uses {counts} photos of {full} (hard-linked into {subset}); "
+          "`catdog course --all-photos` uses them all.")
     return subset
 
 

@@ -574,3 +574,101 @@ def test_oxford_pets_real_url_offline(tmp_path: Path) -> None:
     with pytest.raises(CatdogError, match="CATDOG_DATA_DIR"):
         download_dataset("oxford-pets", tmp_path / "oxford", progress=False)
     assert time.monotonic() - started < 30
+
+
+# --- the sources table, checksums, the course-sized subset ----------------------------------------
+
+
+def test_a_published_checksum_is_really_checked(server: Server, tmp_path: Path, monkeypatch) -> None:
+    import dataclasses
+
+    import catdog_lib.download as download
+
+    _petimages_zip(server.root / "pets.zip")
+    listed = dataclasses.replace(download.SOURCES["petimages"], url=f"{server.url}/pets.zip", sha256="0" * 64)
+    monkeypatch.setitem(download.SOURCES, "petimages", listed)
+
+    with pytest.raises(CatdogError, match="SHA-256"):
+        download_dataset("petimages", tmp_path / "pets", progress=False)
+    assert not (tmp_path / "pets" / ".catdog-complete-petimages").exists()
+
+
+def test_a_damaged_photo_in_the_zip_fails_its_crc(server: Server, tmp_path: Path) -> None:
+    archive = _petimages_zip(server.root / "pets.zip")
+    data = bytearray(archive.read_bytes())
+    photo = _jpeg((200, 100, 50))  # PetImages/Cat/1.jpg: flip one byte in the middle of its stored data
+    at = data.index(photo) + len(photo) // 2
+    data[at] ^= 0xFF
+    archive.write_bytes(bytes(data))
+
+    with pytest.raises(CatdogError, match="corrupt"):
+        download_dataset("petimages", tmp_path / "pets", url=f"{server.url}/pets.zip", progress=False)
+    assert not (tmp_path / "pets" / "training_set").exists()
+
+
+def test_course_subset_is_the_first_photos_in_natural_order_hard_linked(server: Server, tmp_path: Path) -> None:
+    from catdog_lib.download import course_subset
+
+    _petimages_zip(server.root / "pets.zip")
+    full = download_dataset("petimages", tmp_path / "full", url=f"{server.url}/pets.zip", progress=False)
+
+    subset = course_subset(full, tmp_path / "subset", train_per_class=3, test_per_class=1)
+
+    layout = find_dataset(subset)
+    assert _tree(subset / "training_set" / "cats") == {"1.jpg", "2.jpg", "3.jpg"}
+    assert _tree(subset / "test_set" / "dogs") == {"5.jpg"}
+    assert layout.train().counts() == {"cats": 3, "dogs": 3} and layout.test().counts() == {"cats": 1, "dogs": 1}
+    original = full / "training_set" / "cats" / "2.jpg"
+    assert (subset / "training_set" / "cats" / "2.jpg").stat().st_ino == original.stat().st_ino
+    again = course_subset(full, tmp_path / "subset", train_per_class=5, test_per_class=2)  # complete: kept
+    assert again == subset and find_dataset(subset).train().counts() == {"cats": 3, "dogs": 3}
+
+
+def test_get_course_data_downloads_once_into_the_course_folder(server: Server, tmp_path: Path, monkeypatch,
+                                                               capsys) -> None:
+    from catdog_lib.download import get_course_data
+
+    _petimages_zip(server.root / "pets.zip")
+    monkeypatch.setenv("CATDOG_HOME", str(tmp_path / "course"))
+    monkeypatch.delenv("CATDOG_DATA_DIR", raising=False)
+
+    root = get_course_data(url=f"{server.url}/pets.zip", progress=False)
+
+    assert root == tmp_path / "course" / "data" / "cat-and-dog"
+    assert find_dataset(root).train().counts() == {"cats": 9, "dogs": 9}
+    assert (tmp_path / "course" / "data" / "petimages" / ".catdog-complete-petimages").is_file()
+    assert "The course uses 18 training and 4 test photos" in capsys.readouterr().out
+    requests = len(server.requests)
+    assert get_course_data(url=f"{server.url}/pets.zip", progress=False) == root
+    assert get_course_data(all_photos=True, url=f"{server.url}/pets.zip", progress=False) == \
+        tmp_path / "course" / "data" / "petimages"
+    assert len(server.requests) == requests  # nothing downloaded again
+
+
+def test_kaggle_sign_in_failure_is_one_line_naming_every_mechanism(tmp_path: Path, monkeypatch, capsys) -> None:
+    monkeypatch.setenv("HOME", str(tmp_path))
+    for name in ("KAGGLE_USERNAME", "KAGGLE_KEY", "KAGGLE_API_TOKEN", "KAGGLE_CONFIG_DIR"):
+        monkeypatch.delenv(name, raising=False)
+
+    with pytest.raises(CatdogError) as caught:
+        download_dataset("kaggle", tmp_path / "data", progress=False)
+
+    message = str(caught.value)
+    assert "\n" not in message
+    for mechanism in ("KAGGLE_API_TOKEN", "access_token", "KAGGLE_USERNAME", "KAGGLE_KEY", "kaggle.json",
+                      "KAGGLE_CONFIG_DIR", "kaggle auth login", "Colab", "--source petimages"):
+        assert mechanism in message
+    assert capsys.readouterr().out == ""  # the client's page of help is not shown
+
+
+def test_kaggle_environment_variables_reach_the_client(tmp_path: Path, monkeypatch) -> None:
+    if not _fails_fast("api.kaggle.com"):
+        pytest.skip("api.kaggle.com is reachable or only times out; this test needs a fast offline failure")
+    monkeypatch.setenv("HOME", str(tmp_path))  # no kaggle.json anywhere: only the variables
+    monkeypatch.delenv("KAGGLE_CONFIG_DIR", raising=False)
+    monkeypatch.setenv("KAGGLE_USERNAME", "student")
+    monkeypatch.setenv("KAGGLE_KEY", "0123")
+
+    with pytest.raises(CatdogError) as caught:
+        download_dataset("kaggle", tmp_path / "data", progress=False)
+    assert "Could not download" in str(caught.value) and "sign-in" not in str(caught.value)

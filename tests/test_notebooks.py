@@ -11,9 +11,8 @@ import nbformat
 import pytest
 from IPython.core.inputtransformer2 import TransformerManager
 
+from catdog_lib import notebook as course_notebook
 from catdog_lib.course import NOTEBOOK_DIR, NOTEBOOKS
-
-COLAB = "https://colab.research.google.com/github/catdog-course/catdog/blob/main/notebooks/{name}"
 
 
 def read(name: str) -> nbformat.NotebookNode:
@@ -58,7 +57,8 @@ def test_colab_badge_first(notebook):
     name, nb = notebook
     first = nb.cells[0]
     assert first.cell_type == "markdown"
-    assert COLAB.format(name=name) in first.source and "colab-badge.svg" in first.source
+    assert f"({course_notebook.colab_url(name)})" in first.source and "colab-badge.svg" in first.source
+    assert course_notebook.REPOSITORY.removeprefix("https://github.com/") in course_notebook.colab_url(name)
 
 
 def test_install_cell_only_acts_on_colab(nb):
@@ -67,6 +67,25 @@ def test_install_cell_only_acts_on_colab(nb):
     guarded = [node for node in tree.body if isinstance(node, ast.If)]
     assert guarded and ast.unparse(guarded[0].test) == "'google.colab' in sys.modules"
     assert not any(isinstance(node, ast.Expr) and "pip" in ast.unparse(node) for node in tree.body)
+
+
+def test_install_cell_is_one_line_from_the_repository(nb):
+    """One pip line, the package from the repository's URL: no clone, no -e, no extras, no upgrades."""
+    install = code_cells(nb)[0].source
+    commands = [line.strip() for line in install.splitlines() if "pip" in line or "git" in line]
+    assert commands == [course_notebook.INSTALL_LINE]
+    assert course_notebook.INSTALL_LINE == (
+        f'%pip install --quiet "{course_notebook.DISTRIBUTION} @ git+{course_notebook.REPOSITORY}"')
+    for word in (" -e ", "--upgrade", " -U ", "clone", "[", "--force"):
+        assert word not in course_notebook.INSTALL_LINE
+
+
+def test_repository_url_is_the_packages_homepage():
+    import tomllib
+
+    project = tomllib.loads((NOTEBOOK_DIR.parent / "pyproject.toml").read_text())["project"]
+    assert project["urls"]["Homepage"] == course_notebook.REPOSITORY
+    assert project["name"] == course_notebook.DISTRIBUTION
 
 
 def test_one_parameters_cell_of_literal_values(nb):

@@ -1,0 +1,109 @@
+"""What every course notebook calls first: ``notebook.setup()``.
+
+It makes a ``CatdogError`` appear as its one-line message instead of a traceback through the
+library, and on Google Colab, where each notebook runs in a fresh machine, it makes the notebook
+self-sufficient: Kaggle secrets become the environment variables the kaggle client reads, Google
+Drive can hold the data and runs, and missing photos are downloaded.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+from . import config
+from .errors import CatdogError
+from .layout import find_dataset
+
+REPOSITORY = "https://github.com/catdog-course/catdog"  # the one place the course's repository is named
+DISTRIBUTION = "catdog-course"
+# The first code cell of every notebook; only this line installs anything, and only on Colab.
+INSTALL_LINE = f'%pip install --quiet "{DISTRIBUTION} @ git+{REPOSITORY}"'
+KAGGLE_SECRETS = ("KAGGLE_API_TOKEN", "KAGGLE_USERNAME", "KAGGLE_KEY")
+DRIVE_MOUNT = "/content/drive"
+DRIVE_HOME = f"{DRIVE_MOUNT}/MyDrive/catdog"  # data/ and runs/ go here with setup(drive=True)
+
+
+def colab_url(notebook: str) -> str:
+    """The "Open in Colab" link of a course notebook."""
+    return f"https://colab.research.google.com/github/{REPOSITORY.removeprefix('https://github.com/')}" \
+           f"/blob/main/notebooks/{notebook}"
+
+
+def on_colab() -> bool:
+    return "google.colab" in sys.modules
+
+
+def show_catdog_error(shell, etype, value, tb, tb_offset=None) -> list[str]:
+    """IPython's handler for CatdogError: the message alone (it names the problem and the fix)."""
+    return [f"\x1b[0;31m{etype.__name__}\x1b[0m: {value}"]
+
+
+def setup(drive: bool = False) -> None:
+    """Get the notebook ready; ``drive=True`` keeps data and runs on Google Drive (Colab only)."""
+    try:
+        from IPython import get_ipython
+    except ImportError:
+        shell = None
+    else:
+        shell = get_ipython()
+    if shell is not None:
+        shell.set_custom_exc((CatdogError,), show_catdog_error)
+    if not on_colab():
+        return
+    _secrets_to_environment()
+    if drive:
+        _use_drive()
+    if not _has_photos(config.data_root()):
+        from .download import DEFAULT_SOURCE, get_course_data
+
+        get_course_data("kaggle" if kaggle_credentials_present() else DEFAULT_SOURCE)
+
+
+def kaggle_credentials_present() -> bool:
+    """Whether any of the kaggle client's sign-in mechanisms is configured (not whether it is valid)."""
+    if os.environ.get("KAGGLE_API_TOKEN") or (os.environ.get("KAGGLE_USERNAME") and os.environ.get("KAGGLE_KEY")):
+        return True
+    from .download import kaggle_config_path
+
+    folder = kaggle_config_path().parent
+    return (folder / "kaggle.json").is_file() or (folder / "access_token").is_file()
+
+
+def _secrets_to_environment() -> None:
+    """Copy Colab secrets named like the kaggle client's variables into the environment."""
+    from google.colab import userdata  # type: ignore[import-not-found]
+
+    for name in KAGGLE_SECRETS:
+        if os.environ.get(name):
+            continue
+        try:
+            value = userdata.get(name)
+        except Exception:  # not set, or this notebook was not granted access to it
+            continue
+        if value:
+            os.environ[name] = value
+
+
+def _use_drive() -> None:
+    """Mount Google Drive and link the course folder's ``data`` and ``runs`` to folders on it, so that
+    photos, caches and the checkpoint notebook 04 trains outlive the Colab machine."""
+    from google.colab import drive  # type: ignore[import-not-found]
+
+    drive.mount(DRIVE_MOUNT)
+    for name in ("data", "runs"):
+        kept, here = Path(DRIVE_HOME) / name, config.home() / name
+        kept.mkdir(parents=True, exist_ok=True)
+        if not here.exists() and not here.is_symlink():
+            here.symlink_to(kept, target_is_directory=True)
+        where = kept if here.resolve() == kept.resolve() else f"{here} (already there, not on Drive)"
+        print(f"{name}: {where}")
+
+
+def _has_photos(root: Path) -> bool:
+    try:
+        find_dataset(root).train()
+    except CatdogError:
+        return False
+    return True
