@@ -36,8 +36,11 @@ def on_colab() -> bool:
 
 
 def show_catdog_error(shell, etype, value, tb, tb_offset=None) -> list[str]:
-    """IPython's handler for CatdogError: the message alone (it names the problem and the fix)."""
-    return [f"\x1b[0;31m{etype.__name__}\x1b[0m: {value}"]
+    """IPython's handler for CatdogError: show the message alone (it names the problem and the fix)
+    as the cell's error output; the cell still fails, so "Run All" stops there."""
+    lines = [f"\x1b[0;31m{etype.__name__}\x1b[0m: {value}"]
+    shell._showtraceback(etype, value, lines)  # what IPython and ipykernel show an error with
+    return lines
 
 
 def setup(drive: bool = False) -> None:
