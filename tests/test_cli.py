@@ -96,3 +96,53 @@ def test_evaluate_refuses_a_dataset_without_a_test_split(trained_run, tmp_path):
     result = run_cli("evaluate", "--checkpoint", trained_run / "run" / "best.pt", "--data", tmp_path / "only",
                      cache=trained_run / "cache")
     assert result.returncode == 2 and "no test_set" in result.stderr and "Traceback" not in result.stderr
+
+
+SUBCOMMANDS = [["train"], ["evaluate"], ["predict"], ["data"], ["data", "download"], ["data", "check"], ["course"]]
+
+
+def test_version_and_help_need_no_torch():
+    """`python -m catdog_lib --version` and every --help answer without importing torch (fast, and
+    they work before the heavy packages are installed)."""
+    code = (
+        "import sys\n"
+        "from catdog_lib.cli import main\n"
+        "for args in [['--version'], ['--help']] + [a + ['--help'] for a in %r]:\n"
+        "    try:\n"
+        "        main(args)\n"
+        "    except SystemExit as stop:\n"
+        "        assert stop.code == 0, (args, stop.code)\n"
+        "print('torch imported:', 'torch' in sys.modules)\n" % SUBCOMMANDS
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.splitlines()[0].startswith("catdog 0.")
+    assert result.stdout.strip().endswith("torch imported: False")
+
+
+def test_python_dash_m_catdog_lib_version():
+    import catdog_lib
+
+    result = subprocess.run([sys.executable, "-m", "catdog_lib", "--version"], capture_output=True, text=True,
+                            timeout=60)
+    assert result.returncode == 0 and result.stdout.strip() == f"catdog {catdog_lib.__version__}"
+
+
+@pytest.mark.parametrize("command", SUBCOMMANDS, ids=" ".join)
+def test_every_help_has_a_description_and_an_example(command):
+    result = subprocess.run([*CATDOG, *command, "--help"], capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr
+    blocks = result.stdout.split("\n\n")
+    description = blocks[1].strip()
+    assert description and "\n" not in description and description.endswith(".")
+    assert blocks[-1].startswith("example:\n  catdog " + " ".join(command))
+
+
+def test_help_defaults_are_the_librarys():
+    from catdog_lib import backbones, cli, training
+
+    defaults = training.TrainConfig(data="", out="")
+    assert cli.ARCH_NAMES == tuple(sorted(backbones.ARCHS)) and cli.TRAIN_DEFAULTS["arch"] == backbones.DEFAULT_ARCH
+    assert cli.RECIPE_NAMES == training.RECIPES and cli.TRAIN_DEFAULTS["lr"] == training.DEFAULT_LR
+    for name in ("recipe", "epochs", "batch_size", "seed"):
+        assert cli.TRAIN_DEFAULTS[name] == getattr(defaults, name), name
