@@ -204,7 +204,9 @@ def execute_notebook(path: Path, out_dir: Path) -> NotebookRun:
     """Run one notebook in its own folder; write it executed (``.ipynb``) and as ``.html`` to ``out_dir``."""
     try:
         import nbformat
+        from ipykernel.kernelspec import write_kernel_spec
         from jupyter_client import AsyncKernelManager
+        from jupyter_client.kernelspec import KernelSpecManager
         from nbclient import NotebookClient
         from nbclient.exceptions import (
             CellExecutionError,
@@ -218,10 +220,13 @@ def execute_notebook(path: Path, out_dir: Path) -> NotebookRun:
     nb = nbformat.read(path, as_version=4)
     started = time.perf_counter()
     error = None
-    with tempfile.TemporaryDirectory(prefix="catdog-kernel-") as sockets:
-        # Local sockets (IPC) where the system has them: no TCP port, no "running over TCP without encryption".
-        kernel = (AsyncKernelManager(kernel_name="python3") if os.name == "nt" else
-                  AsyncKernelManager(kernel_name="python3", transport="ipc", ip=str(Path(sockets) / "kernel")))
+    with tempfile.TemporaryDirectory(prefix="catdog-kernel-") as folder:
+        # The kernel runs this very Python (not whatever "python3" kernel Jupyter finds first), over local
+        # sockets (IPC) where the system has them: no TCP port, no "running over TCP without encryption".
+        write_kernel_spec(Path(folder) / "kernels" / "python3")
+        specs = KernelSpecManager(kernel_dirs=[str(Path(folder) / "kernels")], ensure_native_kernel=False)
+        sockets = {} if os.name == "nt" else {"transport": "ipc", "ip": str(Path(folder) / "kernel")}
+        kernel = AsyncKernelManager(kernel_name="python3", kernel_spec_manager=specs, **sockets)
         client = NotebookClient(nb, km=kernel, timeout=NOTEBOOK_TIMEOUT_S, kernel_name="python3",
                                 resources={"metadata": {"path": str(path.parent)}})
         try:
