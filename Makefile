@@ -1,6 +1,7 @@
 # Two commands do all set-up on a fresh machine:
 #   make run   - the whole course, end to end (CATDOG_FAST=1 for the quick version)
 #   make test  - the test suite (notebooks included)
+#   make test-browser - every notebook run through JupyterLab's UI in headless Chromium
 PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV := .venv
 BIN := $(VENV)/bin
@@ -9,21 +10,30 @@ SHARED_DATA := $(abspath ../shared/data/cat-and-dog)
 # Point at the shared real photos when they exist and the caller did not choose a data folder.
 export CATDOG_DATA_DIR ?= $(if $(wildcard $(SHARED_DATA)/training_set),$(SHARED_DATA),)
 
-.PHONY: run test bench install clean-notebooks
+# The package with its extras: Jupyter (notebooks, `catdog course`), Kaggle downloads, tests, browser tests.
+EXTRAS := jupyter,kaggle,dev,browser
+LAB_SETTINGS := $(VENV)/share/jupyter/lab/settings
+
+.PHONY: run test test-browser bench install clean-notebooks
 
 install: $(STAMP)
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	$(BIN)/python -m pip install --quiet -e '.[$(EXTRAS)]'
 	$(BIN)/python -m ipykernel install --sys-prefix --name python3 >/dev/null
+	# JupyterLab saves progress bars with the notebook (no "Error displaying widget" when reopened)
+	mkdir -p $(LAB_SETTINGS) && cp jupyter/overrides.json $(LAB_SETTINGS)/overrides.json
 	touch $(STAMP)
 
 run: $(STAMP)
 	$(BIN)/catdog course
 
 test: $(STAMP)
-	$(BIN)/python -m pytest -q tests notebooks --nbval-lax --nbval-current-env
+	$(BIN)/python -m pytest -q tests notebooks --nbval-lax --nbval-current-env --ignore=tests/browser
+
+test-browser: $(STAMP)
+	$(BIN)/python -m pytest -q tests/browser
 
 bench: $(STAMP)
 	$(BIN)/python benchmarks/bench.py
