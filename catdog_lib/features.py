@@ -99,7 +99,8 @@ def compute_features(
     loader = make_loader(indexed, eval_transform(prep), batch_size, num_workers=num_workers,
                          min_size=prep.image_size, generator=torch.Generator().manual_seed(0))
     outputs, kept = [], []
-    bar = tqdm(total=len(samples), desc="backbone features", unit="img", disable=not progress, leave=False)
+    # leave=True: a bar that closes itself leaves a widget with no saved state ("model not found" on reopening)
+    bar = tqdm(total=len(samples), desc="backbone features", unit="img", disable=not progress, leave=True)
     for images, indices in iterate_good(loader, skipped):
         images = images.to(device).contiguous(memory_format=torch.channels_last)
         with inference_autocast(device, reduced_precision):

@@ -89,7 +89,7 @@ def _open(browser, lab: str, name: str):
         accept.click()
     except playwright_api.TimeoutError:
         pass
-    page.locator(".jp-Notebook-ExecutionIndicator[data-status='idle']").wait_for(timeout=120_000)
+    page.locator(".jp-Notebook-ExecutionIndicator[data-status='idle']").first.wait_for(timeout=120_000)
     return page
 
 
@@ -110,6 +110,17 @@ def _wait_until_done(page) -> None:
             return
         time.sleep(2)
     pytest.fail("Run All Cells did not finish")
+
+
+def _screenshot(page, path: Path) -> None:
+    """The notebook at its first problem, else at its first progress bar, else at its end."""
+    for target in (page.get_by_text("Error displaying widget"), page.get_by_text("Traceback"),
+                   page.locator(".progress-bar-danger"), page.locator(".jp-OutputArea .widget-hprogress"),
+                   page.locator(".jp-Notebook .jp-Cell").last):
+        if target.count():
+            target.first.scroll_into_view_if_needed()
+            break
+    page.screenshot(path=str(path))
 
 
 def _problems(page) -> list[str]:
@@ -133,7 +144,7 @@ def test_notebook_runs_through_the_ui(browser, lab, name):
     page = _open(browser, lab, name)
     _command(page, "Run", "Run All Cells")
     _wait_until_done(page)
-    page.screenshot(path=str(shots / f"{Path(name).stem}.png"), full_page=True)
+    _screenshot(page, shots / f"{Path(name).stem}.png")
     assert _problems(page) == []
     bars = page.locator(".jp-OutputArea .widget-progress, .jp-OutputArea .widget-hprogress").count()
 
@@ -142,7 +153,7 @@ def test_notebook_runs_through_the_ui(browser, lab, name):
     page.close()
     reopened = _open(browser, lab, name)
     reopened.wait_for_timeout(3000)
-    reopened.screenshot(path=str(shots / f"{Path(name).stem}-reopened.png"), full_page=True)
+    _screenshot(reopened, shots / f"{Path(name).stem}-reopened.png")
     text = reopened.locator(".jp-Notebook").inner_text()
     assert "Error displaying widget" not in text and "Traceback" not in text
     assert reopened.locator(".jp-OutputArea .widget-progress, .jp-OutputArea .widget-hprogress").count() == bars
