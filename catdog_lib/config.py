@@ -76,3 +76,4 @@ def notebook_dir() -> Path:
 def fast_mode() -> bool:
     """True when CATDOG_FAST=1: the course uses a small real subset and few epochs."""
     return os.environ.get(FAST_ENV, "").strip().lower() in {"1", "true", "yes", "on"}
+

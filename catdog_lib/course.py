@@ -36,7 +36,7 @@ from .layout import (
     match_classes,
     natural_key,
 )
-from .split import subset_per_class
+from .split import Split, stratified_split, subset_per_class
 from .synthetic import make_synthetic_dataset
 from .training import TrainConfig, train
 
@@ -44,6 +44,7 @@ NOTEBOOK_DIR = config.notebook_dir()
 NOTEBOOKS = config.NOTEBOOK_NAMES
 TRAINING_NOTEBOOK = "04_transfer_learning.ipynb"
 COURSE_RUN = config.runs_dir() / "course"  # notebook 04 trains here; 05 and 06 read it
+COURSE_SPLIT = config.runs_dir() / "course-split.json"  # notebook 01 splits the data; 02-06 use its split
 SYNTHETIC_ROOT = config.data_dir() / "synthetic-cats-vs-dogs"
 FAST_PER_CLASS = 60  # fast mode: training photos per class (and a quarter of that for validation)
 FAST_EPOCHS = 10
@@ -63,13 +64,13 @@ def has_dataset(root: Path) -> bool:
     return True
 
 
-def course_data_root() -> tuple[Path, bool]:
+def course_data_root(data_dir: str | os.PathLike | None = None) -> tuple[Path, bool]:
     """The photos to use and whether they are synthetic.
 
-    ``config.data_root()`` when it holds a dataset; otherwise the SYNTHETIC set (made on first use
-    in ``data/synthetic-cats-vs-dogs``), announced loudly, never silently.
+    ``config.data_root(data_dir)`` when it holds a dataset; otherwise the SYNTHETIC set (made on first
+    use in ``data/synthetic-cats-vs-dogs``), announced loudly, never silently.
     """
-    root = data_root()
+    root = data_root(data_dir)
     if has_dataset(root):
         return root, False
     make_synthetic_dataset(SYNTHETIC_ROOT)
@@ -101,6 +102,26 @@ def folder_tree(root: Path, files_per_folder: int = 3) -> str:
     return "\n".join(lines)
 
 
+def save_course_split(split: Split, path: Path = COURSE_SPLIT) -> Path:
+    """Keep notebook 01's train/valid split for the notebooks after it."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    split.save(path)
+    return path
+
+
+def course_split(root: Path, path: Path = COURSE_SPLIT) -> Split:
+    """The split notebook 01 saved for the data in ``root``; if 01 has not split this data, the tutorial's
+    (80/20, seed 42), made and saved now so that every notebook also runs on its own."""
+    if path.is_file():
+        split = Split.load(path)
+        if Path(split.root).resolve() == find_dataset(root).train().root.resolve():
+            return split
+    split = stratified_split(find_dataset(root).train())
+    print(f"notebook 01 has not split {root} yet: using the tutorial's stratified 80/20 split (seed 42).")
+    save_course_split(split, path)
+    return split
+
+
 def fresh_course_run(run: Path = COURSE_RUN) -> Path:
     """Remove a previous course run so that training really starts from scratch."""
     if run.exists():
@@ -122,6 +143,8 @@ def _mismatch(run: Path, root: Path) -> str | None:
         return f"it was trained on other data ({config['data']})"
     if config.get("per_class") != (FAST_PER_CLASS if fast_mode() else None):
         return "it was trained in the other mode (fast vs full)"
+    if config.get("valid_fraction") != course_split(root).valid_fraction:
+        return "it was trained on another train/valid split than notebook 01 made"
     return None
 
 
@@ -141,7 +164,7 @@ def ensure_course_checkpoint(data: Path | None = None, run: Path = COURSE_RUN) -
     fresh_course_run(run)
     fast = fast_mode()
     train(TrainConfig(data=str(root), out=str(run), arch=DEFAULT_ARCH, epochs=FAST_EPOCHS if fast else 40,
-                      per_class=FAST_PER_CLASS if fast else None, progress=True))
+                      valid_fraction=course_split(root).valid_fraction, per_class=FAST_PER_CLASS if fast else None))
     return best
 
 
