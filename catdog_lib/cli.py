@@ -123,7 +123,7 @@ def _cmd_data_download(args: argparse.Namespace) -> int:
 
 
 def _cmd_course(args: argparse.Namespace) -> int:
-    from .course import run_course
+    from .runner import run_course
 
     return run_course(fast=args.fast, out=args.out, fetch_data=not args.offline, all_photos=args.all_photos)
 

@@ -1,4 +1,4 @@
-"""The course runner and helpers: data fallback, checkpoint reuse, failure and skipped-training detection."""
+"""The notebooks' helpers and the course runner: data fallback, checkpoint reuse, failure and skipped-training detection."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import nbformat
 import pytest
 from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook
 
-from catdog_lib import course
+from catdog_lib import course, runner
 from catdog_lib.synthetic import make_synthetic_dataset
 
 
@@ -80,7 +80,7 @@ def test_failing_notebook_stops_the_run_and_names_the_cell(tiny_data, tmp_path, 
         write_notebook(notebooks, "c.ipynb", "print('never')"),
     ]
     out = tmp_path / "out"
-    assert course.run_course(fast=True, out=out, notebooks=paths, course_run=tmp_path / "run") == 1
+    assert runner.run_course(fast=True, out=out, notebooks=paths, course_run=tmp_path / "run") == 1
     summary = capsys.readouterr().out
     assert (out / "summary.txt").read_text().strip() in summary
     assert "b.ipynb" in summary and "FAILED: cell 3 (\"raise ValueError('boom')\"): ValueError: boom" in summary
@@ -96,32 +96,32 @@ def test_failing_notebook_stops_the_run_and_names_the_cell(tiny_data, tmp_path, 
 
 def test_training_notebook_that_does_not_train_fails_the_run(tiny_data, tmp_path, capsys):
     run = tmp_path / "run"
-    skipping = write_notebook(tmp_path, course.TRAINING_NOTEBOOK, "print('training skipped')")
-    assert course.run_course(fast=True, out=tmp_path / "out1", notebooks=[skipping], course_run=run) == 1
+    skipping = write_notebook(tmp_path, runner.TRAINING_NOTEBOOK, "print('training skipped')")
+    assert runner.run_course(fast=True, out=tmp_path / "out1", notebooks=[skipping], course_run=run) == 1
     assert "it did not train" in capsys.readouterr().out
 
     (tmp_path / "real").mkdir()
     training = write_notebook(
-        tmp_path / "real", course.TRAINING_NOTEBOOK,
+        tmp_path / "real", runner.TRAINING_NOTEBOOK,
         f"import json, pathlib\nrun = pathlib.Path({str(run)!r})\nrun.mkdir(exist_ok=True)\n"
         "metrics = {'arch': 'tiny', 'epochs_run': 1, 'best_epoch': 1, 'best_valid_accuracy': 1.0,\n"
         "           'counts': {'train': {'cats': 2}, 'valid': {'cats': 1}}}\n"
         "(run / 'metrics.json').write_text(json.dumps(metrics))")
-    assert course.run_course(fast=True, out=tmp_path / "out2", notebooks=[training], course_run=run) == 0
+    assert runner.run_course(fast=True, out=tmp_path / "out2", notebooks=[training], course_run=run) == 0
     summary = capsys.readouterr().out
     assert "trained tiny for 1 epochs on 2 images" in summary and "all notebooks ran" in summary
 
 
 def test_zero_epochs_is_not_training(tmp_path):
     (tmp_path / "metrics.json").write_text(json.dumps({"epochs_run": 0}))
-    assert "0 epochs" in course.check_training(tmp_path, since=0)
-    assert "not written during this run" in course.check_training(tmp_path / "none", since=0)
+    assert "0 epochs" in runner.check_training(tmp_path, since=0)
+    assert "not written during this run" in runner.check_training(tmp_path / "none", since=0)
 
 
 def test_whole_course_fast_on_synthetic_data(tmp_path, monkeypatch, capsys):
     (tmp_path / "empty").mkdir()
     monkeypatch.setenv("CATDOG_DATA_DIR", str(tmp_path / "empty"))
-    assert course.run_course(fast=True, out=tmp_path / "out") == 0
+    assert runner.run_course(fast=True, out=tmp_path / "out") == 0
     summary = capsys.readouterr().out
     assert "SYNTHETIC" in summary and "test accuracy: " in summary and "all notebooks ran" in summary
-    assert len(list((tmp_path / "out").glob("*.html"))) == len(course.NOTEBOOKS)
+    assert len(list((tmp_path / "out").glob("*.html"))) == len(runner.NOTEBOOKS)

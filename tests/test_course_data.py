@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 import catdog_lib.download as download
-from catdog_lib import course
+from catdog_lib import course, runner
 from test_course import write_notebook
 from test_download import Server, _petimages_zip, server  # noqa: F401  (server is a fixture)
 
@@ -39,7 +39,7 @@ def test_fresh_machine_downloads_then_runs_on_real_photos(fresh_folder: Path, se
     _default_source_at(monkeypatch, f"{server.url}/pets.zip")
     shows = write_notebook(tmp_path, "a.ipynb", SHOW_DATA)
 
-    code = course.run_course(fast=True, out=tmp_path / "out", notebooks=[shows], course_run=tmp_path / "run",
+    code = runner.run_course(fast=True, out=tmp_path / "out", notebooks=[shows], course_run=tmp_path / "run",
                              fetch_data=True, all_photos=all_photos)
 
     summary = capsys.readouterr().out
@@ -63,7 +63,7 @@ def test_offline_fresh_machine_falls_back_loudly_to_synthetic(fresh_folder: Path
     _default_source_at(monkeypatch, f"http://127.0.0.1:{port}/pets.zip")  # nothing listens: refused at once
     shows = write_notebook(tmp_path, "a.ipynb", "print('ran')")
 
-    code = course.run_course(fast=True, out=tmp_path / "out", notebooks=[shows], course_run=tmp_path / "run",
+    code = runner.run_course(fast=True, out=tmp_path / "out", notebooks=[shows], course_run=tmp_path / "run",
                              fetch_data=True)
 
     out = capsys.readouterr().out

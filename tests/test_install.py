@@ -4,7 +4,6 @@ reuses this environment's packages (so nothing is downloaded), and run the cours
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import subprocess
 import sys

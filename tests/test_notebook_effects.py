@@ -17,7 +17,7 @@ from nbclient import NotebookClient
 from nbformat.v4 import new_code_cell
 
 from catdog_lib.checkpoint import load_checkpoint
-from catdog_lib.course import NOTEBOOK_DIR
+from catdog_lib.runner import NOTEBOOK_DIR
 from catdog_lib.errors import CatdogError
 from catdog_lib.training import TrainConfig, train
 from conftest import make_dataset

@@ -15,7 +15,7 @@ from IPython.core.inputtransformer2 import TransformerManager
 
 from catdog_lib import notebook as course_notebook
 from catdog_lib import training
-from catdog_lib.course import NOTEBOOK_DIR, NOTEBOOKS
+from catdog_lib.runner import NOTEBOOK_DIR, NOTEBOOKS
 
 
 def read(name: str) -> nbformat.NotebookNode:
