@@ -88,7 +88,7 @@ def execute_notebook(path: Path, out_dir: Path) -> NotebookRun:
         client = NotebookClient(nb, km=kernel, timeout=NOTEBOOK_TIMEOUT_S, kernel_name="python3",
                                 resources={"metadata": {"path": str(path.parent)}})
         try:
-            client.execute()
+            client.execute(cleanup_kc=True)  # shut the kernel down (it is ours, not the client's)
         except (CellExecutionError, CellTimeoutError, DeadKernelError) as exc:
             error = failed_cell(nb) if not isinstance(exc, DeadKernelError) else f"the kernel died ({exc})"
     seconds = time.perf_counter() - started
