@@ -525,15 +525,15 @@ def course_subset(full: Path, dest: Path, train_per_class: int = COURSE_TRAIN_PE
     return dest
 
 
-def get_course_data(source: str = DEFAULT_SOURCE, *, all_photos: bool = False, url: str | None = None,
-                    progress: bool = True) -> Path:
+def get_course_data(source: str = DEFAULT_SOURCE, *, root: str | os.PathLike | None = None,
+                    all_photos: bool = False, url: str | None = None, progress: bool = True) -> Path:
     """Download ``source`` into ``data/<source>`` of the course folder and return the dataset root the
-    course should use: a course-sized subset of it, hard-linked into ``config.data_root()``, or with
+    course should use: a course-sized subset of it, hard-linked into ``config.data_root(root)``, or with
     ``all_photos`` every photo. Asking again downloads nothing."""
     full = download_dataset(source, config.data_dir() / source, url=url, progress=progress)
     if all_photos:
         return full
-    subset = course_subset(full, config.data_root())
+    subset = course_subset(full, config.data_root(root))
     layout = find_dataset(subset)
     parts = [("training", layout.train())] + ([("test", layout.test())] if layout.test_dir else [])
     counts = " and ".join(f"{sum(folders.counts().values()):,} {part}" for part, folders in parts)

@@ -43,8 +43,9 @@ def show_catdog_error(shell, etype, value, tb, tb_offset=None) -> list[str]:
     return lines
 
 
-def setup(drive: bool = False) -> None:
-    """Get the notebook ready; ``drive=True`` keeps data and runs on Google Drive (Colab only)."""
+def setup(data_dir: str | os.PathLike | None = None, drive: bool = False) -> None:
+    """Get the notebook ready for the photos in ``data_dir`` (None: the course's default);
+    ``drive=True`` keeps data and runs on Google Drive (Colab only)."""
     try:
         from IPython import get_ipython
     except ImportError:
@@ -58,10 +59,10 @@ def setup(drive: bool = False) -> None:
     _secrets_to_environment()
     if drive:
         _use_drive()
-    if not _has_photos(config.data_root()):
+    if not _has_photos(config.data_root(data_dir)):
         from .download import DEFAULT_SOURCE, get_course_data
 
-        get_course_data("kaggle" if kaggle_credentials_present() else DEFAULT_SOURCE)
+        get_course_data("kaggle" if kaggle_credentials_present() else DEFAULT_SOURCE, root=data_dir)
 
 
 def kaggle_credentials_present() -> bool:

@@ -81,7 +81,8 @@ def browser(lab) -> Iterator:
 
 def _open(browser, lab: str, name: str):
     page = browser.new_page(viewport={"width": 1400, "height": 1000})
-    page.goto(f"{lab}/lab/tree/notebooks/{name}?token={TOKEN}")
+    # A workspace of its own, reset: only this notebook is open (JupyterLab would restore the others).
+    page.goto(f"{lab}/lab/workspaces/{Path(name).stem}/tree/notebooks/{name}?reset&token={TOKEN}")
     page.locator(".jp-Notebook .jp-Cell").first.wait_for(timeout=120_000)
     accept = page.locator(".jp-Dialog .jp-mod-accept")  # "Select Kernel": the notebook's own, python3
     try:
