@@ -158,4 +158,7 @@ def test_notebook_runs_through_the_ui(browser, lab, name):
     text = reopened.locator(".jp-Notebook").inner_text()
     assert "Error displaying widget" not in text and "Traceback" not in text
     assert reopened.locator(".jp-OutputArea .widget-progress, .jp-OutputArea .widget-hprogress").count() == bars
+    _command(reopened, "Kernel", "Shut Down Kernel")  # free its memory before the next notebook
+    reopened.locator(".jp-Notebook-ExecutionIndicator[data-status='idle']").first.wait_for(state="detached",
+                                                                                          timeout=30_000)
     reopened.close()
