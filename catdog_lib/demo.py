@@ -7,6 +7,7 @@ course needs it. :func:`analyse` is the page's work without the page, so it runs
 from __future__ import annotations
 
 import os
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from types import ModuleType
@@ -71,7 +72,8 @@ def build_app(loaded: LoadedModel):
                                      elem_id="message")
             with gr.Column():
                 label = gr.Label(label="Prediction", num_top_classes=len(loaded.classes), elem_id="prediction")
-                overlay = gr.Image(label="Grad-CAM overlay", type="numpy", interactive=False, elem_id="gradcam")
+                overlay = gr.Image(label="Grad-CAM overlay", type="numpy", interactive=False, elem_id="gradcam",
+                                   buttons=["download", "fullscreen"])
         photo.change(on_upload, inputs=photo, outputs=[label, overlay, message])
     return app
 
@@ -80,11 +82,13 @@ def serve(checkpoint: str | Path, host: str = "127.0.0.1", port: int = 7860, dev
     """Serve the demo page for ``checkpoint`` at http://HOST:PORT until Ctrl-C."""
     _gradio()  # say that the extra is missing before loading anything
     app = build_app(load_model(checkpoint, device))
-    try:
-        app.launch(server_name=host, server_port=port, share=False, quiet=True, prevent_thread_lock=True,
-                   max_file_size=MAX_UPLOAD, footer_links=[])
-    except OSError as error:
-        raise CatdogError(f"cannot serve on {host}:{port} ({str(error).split('. ')[0]}); "
-                          "pick another --port.") from None
-    print(f"catdog demo: open http://{host}:{port} in a browser (Ctrl-C stops it)", flush=True)
-    app.block_thread()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # the web stack's own deprecation and resource warnings
+        try:
+            app.launch(server_name=host, server_port=port, share=False, quiet=True, prevent_thread_lock=True,
+                       max_file_size=MAX_UPLOAD, footer_links=[])
+        except OSError as error:
+            raise CatdogError(f"cannot serve on {host}:{port} ({str(error).split('. ')[0]}); "
+                              "pick another --port.") from None
+        print(f"catdog demo: open http://{host}:{port} in a browser (Ctrl-C stops it)", flush=True)
+        app.block_thread()

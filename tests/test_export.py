@@ -6,6 +6,7 @@ import hashlib
 import json
 import os
 import stat
+import subprocess
 from pathlib import Path
 
 import numpy as np
@@ -23,6 +24,18 @@ from catdog_lib.images import load_rgb
 from catdog_lib.transforms import eval_transform
 
 N_PER_CLASS = 8  # real test photos of each class compared between the two runtimes
+
+
+def catdog(capsys: pytest.CaptureFixture, *args: str | Path) -> subprocess.CompletedProcess:
+    """`catdog ARGS` in this process (torch is imported already: seconds cheaper than a subprocess)."""
+    from catdog_lib.cli import main
+
+    try:
+        code = main([str(arg) for arg in args])
+    except SystemExit as exit:  # argparse's errors
+        code = exit.code
+    out, err = capsys.readouterr()
+    return subprocess.CompletedProcess(["catdog", *map(str, args)], code, out, err)
 
 
 @pytest.fixture(scope="module")
@@ -84,20 +97,20 @@ def test_onnx_file_documents_its_preprocessing(real_export):
     assert [o.name for o in proto.graph.output] == ["logits", "probabilities"]
 
 
-def test_export_refuses_to_overwrite_and_leaves_no_temporary_file(real_export):
+def test_export_refuses_to_overwrite_and_leaves_no_temporary_file(real_export, capsys):
     before = hashlib.sha256(real_export["onnx"].read_bytes()).hexdigest()
-    result = run_catdog("export", "--checkpoint", real_export["checkpoint"], "--out", real_export["onnx"])
+    result = catdog(capsys, "export", "--checkpoint", real_export["checkpoint"], "--out", real_export["onnx"])
     assert_clean_error(result, "already exists", "--force")
     assert hashlib.sha256(real_export["onnx"].read_bytes()).hexdigest() == before
     assert sorted(p.name for p in real_export["onnx"].parent.glob("*model.onnx*")) == ["model.onnx"]
 
 
-def test_export_force_replaces_a_file_atomically(tmp_path):
+def test_export_force_replaces_a_file_atomically(tmp_path, capsys, one_thread):
     checkpoint = make_checkpoint(tmp_path / "best.pt", ["cats", "dogs", "birds"], image_size=64)
     out = tmp_path / "exported" / "model.onnx"
     out.parent.mkdir()
     out.write_text("an older export")
-    result = run_catdog("export", "--checkpoint", checkpoint, "--out", out, "--force", timeout=300)
+    result = catdog(capsys, "export", "--checkpoint", checkpoint, "--out", out, "--force")
     assert result.returncode == 0, result.stderr
     model = load_onnx(out)
     assert model.classes == ["cats", "dogs", "birds"] and model.prep.image_size == 64
@@ -137,11 +150,11 @@ def random_checkpoint(tmp_path: Path) -> Path:
     return make_checkpoint(tmp_path / "best.pt", ["cats", "dogs"], image_size=64)
 
 
-def test_predict_a_folder_in_order_with_a_progress_bar(tmp_path, random_checkpoint):
+def test_predict_a_folder_in_order_with_a_progress_bar(tmp_path, random_checkpoint, capsys, one_thread):
     folder = make_dataset(tmp_path / "photos", {"cats": 20, "dogs": 20}, size=(32, 32))
     make_image(folder / ".ipynb_checkpoints" / "cats.0-checkpoint.jpg")  # tool litter: not a photo to predict
     (folder / "notes.txt").write_text("not an image, and not named like one: not listed")
-    result = run_catdog("predict", "--checkpoint", random_checkpoint, folder, "--batch-size", "16")
+    result = catdog(capsys, "predict", "--checkpoint", random_checkpoint, folder, "--batch-size", "16")
 
     assert result.returncode == 0, result.stderr
     rows = [line.split("\t") for line in result.stdout.splitlines()]
@@ -150,14 +163,14 @@ def test_predict_a_folder_in_order_with_a_progress_bar(tmp_path, random_checkpoi
     assert all(label in {"cats", "dogs"} and 0.5 <= float(p) <= 1 for _, label, p in rows)
     assert "40/40" in result.stderr  # past a few dozen photos, a progress bar
 
-    few = run_catdog("predict", "--checkpoint", random_checkpoint, folder / "cats" / "cats.1.jpg", folder / "dogs")
+    few = catdog(capsys, "predict", "--checkpoint", random_checkpoint, folder / "cats" / "cats.1.jpg", folder / "dogs")
     assert few.returncode == 0 and len(few.stdout.splitlines()) == 21 and "/21" not in few.stderr
 
 
-def test_predict_skips_bad_files_with_one_line_each(tmp_path, random_checkpoint):
+def test_predict_skips_bad_files_with_one_line_each(tmp_path, random_checkpoint, capsys, one_thread):
     good = make_image(tmp_path / "cat.png", size=(40, 30))
     bad = add_bad_files(tmp_path / "bad")
-    result = run_catdog("predict", "--checkpoint", random_checkpoint, good, tmp_path / "bad")
+    result = catdog(capsys, "predict", "--checkpoint", random_checkpoint, good, tmp_path / "bad")
     lines = result.stdout.strip().splitlines()
     assert result.returncode == 1 and "Traceback" not in result.stderr
     assert lines[0].startswith(f"{good}\t") and len(lines) == 1 + len(bad)
@@ -175,17 +188,17 @@ def test_predict_skips_bad_files_with_one_line_each(tmp_path, random_checkpoint)
     (["export", "--checkpoint", "{ckpt}", "--out", "{tmp}"], "is a folder"),
     (["demo", "--checkpoint", "{tmp}"], "is a folder"),
 ])
-def test_wrong_input_is_one_clear_line(tmp_path, random_checkpoint, args, message):
+def test_wrong_input_is_one_clear_line(tmp_path, random_checkpoint, capsys, args, message):
     (tmp_path / "empty").mkdir()
     (tmp_path / "notes.onnx").write_text("not a model")
     make_image(tmp_path / "photo.jpg")
-    result = run_catdog(*[a.format(tmp=tmp_path, ckpt=random_checkpoint) for a in args])
+    result = catdog(capsys, *[a.format(tmp=tmp_path, ckpt=random_checkpoint) for a in args])
     assert_clean_error(result, message)
     assert len(result.stderr.strip().splitlines()) == 1
     assert not (tmp_path / "m.onnx").exists()
 
 
-def test_an_onnx_file_without_catdog_metadata_is_refused(tmp_path):
+def test_an_onnx_file_without_catdog_metadata_is_refused(tmp_path, capsys):
     from onnx import TensorProto, helper
 
     graph = helper.make_graph([helper.make_node("Identity", ["x"], ["y"])], "plain",
@@ -193,5 +206,5 @@ def test_an_onnx_file_without_catdog_metadata_is_refused(tmp_path):
                               [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1])])
     onnx.save_model(helper.make_model(graph), tmp_path / "plain.onnx")
     Image.new("RGB", (8, 8)).save(tmp_path / "photo.png")
-    result = run_catdog("predict", "--model", tmp_path / "plain.onnx", tmp_path / "photo.png")
+    result = catdog(capsys, "predict", "--model", tmp_path / "plain.onnx", tmp_path / "photo.png")
     assert_clean_error(result, "without catdog's metadata", "catdog export")
