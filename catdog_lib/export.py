@@ -143,6 +143,7 @@ def load_onnx(path: str | Path) -> OnnxClassifier:
         raise CatdogError(f"{path}: no such ONNX file. Write one with `catdog export --checkpoint best.pt --out {path}`.")
     options = onnxruntime.SessionOptions()
     options.log_severity_level = 3  # errors only: ORT's warnings are not the student's to fix
+    options.intra_op_num_threads = torch.get_num_threads()  # as many threads as PyTorch, for fair timings
     try:
         session = onnxruntime.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
     except Exception as error:  # ORT raises its own exception types (InvalidProtobuf, Fail, ...)
