@@ -180,8 +180,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     predict = sub.add_parser("predict", help="class and probability for each image (files or folders)")
     model = predict.add_mutually_exclusive_group(required=True)
-    model.add_argument("--checkpoint", type=_existing_path("checkpoint", file=True), help="a best.pt from `catdog train`")
-    model.add_argument("--model", type=_existing_path("ONNX model", file=True), help="a model.onnx from `catdog export`")
+    model.add_argument("--checkpoint", type=_existing_path("checkpoint", file=True),
+                       help="a best.pt from `catdog train`")
+    model.add_argument("--model", type=_existing_path("ONNX model", file=True),
+                       help="a model.onnx from `catdog export` (run by ONNX Runtime)")
     predict.add_argument("images", nargs="+", type=_existing_path("image"), help="image files and folders of them")
     predict.add_argument("--batch-size", type=_positive(int), default=32, help="photos per batch (default 32)")
     predict.add_argument("--json", action="store_true", help="print one JSON object")

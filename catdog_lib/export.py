@@ -13,6 +13,7 @@ import os
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
@@ -22,6 +23,11 @@ from torchvision import transforms as T
 from . import __version__
 from .errors import CatdogError
 from .transforms import Preprocessing
+
+if TYPE_CHECKING:
+    import onnxruntime
+
+    from .evaluation import LoadedModel
 
 FORMAT = "catdog-onnx/1"
 INPUT_DOC = "float32 N x 3 x S x S, RGB in [0, 1]: the photo resized to S x S (bilinear), not normalized"
@@ -77,32 +83,19 @@ def export_onnx(checkpoint: str | Path, out: str | Path, force: bool = False) ->
 
     An existing ``out`` is kept unless ``force``; a failed export leaves no partial file.
     """
-    import onnx
-
     from .evaluation import load_model
 
     out = Path(out)
     _refuse_overwrite(out, force)
     loaded = load_model(checkpoint, "cpu")
-    model = Deployable(loaded.model.float().to(memory_format=torch.contiguous_format), loaded.prep).eval()
-    size = loaded.prep.image_size
-    program = torch.onnx.export(
-        model, (torch.rand(2, 3, size, size),), dynamo=True, verbose=False, input_names=["image"],
-        output_names=["logits", "probabilities"], dynamic_shapes=({0: torch.export.Dim("batch", min=1)},))
-    proto = program.model_proto
-    proto.doc_string = (f"catdog {loaded.meta['arch']} classifier for {', '.join(loaded.classes)} "
-                        f"(from {Path(checkpoint).name}). Input: {onnx_metadata(loaded.meta)['input']}.")
-    onnx.helper.set_model_props(proto, onnx_metadata(loaded.meta))
-    onnx.checker.check_model(proto)
-    try:
+    try:  # the temporary file first: an unwritable folder fails before the export's work
         out.parent.mkdir(parents=True, exist_ok=True)
         handle, tmp = tempfile.mkstemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent)
         os.close(handle)
     except OSError as error:
         raise CatdogError(f"cannot write {out}: {error.strerror or error}. Choose a writable --out folder.") from None
     try:
-        onnx.save_model(proto, tmp)
-        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp's 0o600 would hide the model from a web server's user
+        _write_onnx(loaded, Path(checkpoint).name, tmp)
         _refuse_overwrite(out, force)  # a file that appeared during the export is not replaced either
         os.replace(tmp, out)
     except OSError as error:
@@ -113,12 +106,35 @@ def export_onnx(checkpoint: str | Path, out: str | Path, force: bool = False) ->
     return out
 
 
+def _write_onnx(loaded: LoadedModel, source: str, path: str) -> None:
+    """Trace the model with torch.export, translate it to ONNX, add the metadata, check it and save it to ``path``."""
+    import onnx
+
+    model = Deployable(loaded.model.float().to(memory_format=torch.contiguous_format), loaded.prep).eval()
+    size = loaded.prep.image_size
+    try:
+        program = torch.onnx.export(
+            model, (torch.rand(2, 3, size, size),), dynamo=True, verbose=False, input_names=["image"],
+            output_names=["logits", "probabilities"], dynamic_shapes=({0: torch.export.Dim("batch", min=1)},))
+    except Exception as error:  # torch.export and the ONNX translation raise many types; name the first line
+        first = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        raise CatdogError(f"{source}: cannot export the {loaded.meta['arch']} model to ONNX ({first}).") from None
+    proto = program.model_proto
+    meta = onnx_metadata(loaded.meta)
+    proto.doc_string = f"catdog {meta['arch']} classifier for {', '.join(loaded.classes)} (from {source}). " \
+                       f"Input: {meta['input']}."
+    onnx.helper.set_model_props(proto, meta)
+    onnx.checker.check_model(proto)
+    onnx.save_model(proto, path)
+    os.chmod(path, 0o666 & ~_umask())  # mkstemp's 0o600 would hide the model from a web server's user
+
+
 @dataclass
 class OnnxClassifier:
     """An exported model in an ONNX Runtime session, with the class names and preprocessing from its metadata."""
 
     path: Path
-    session: "onnxruntime.InferenceSession"  # noqa: F821 (imported lazily)
+    session: onnxruntime.InferenceSession
     classes: list[str]
     prep: Preprocessing
     arch: str
@@ -140,7 +156,8 @@ def load_onnx(path: str | Path) -> OnnxClassifier:
 
     path = Path(path)
     if not path.is_file():
-        raise CatdogError(f"{path}: no such ONNX file. Write one with `catdog export --checkpoint best.pt --out {path}`.")
+        raise CatdogError(f"{path}: no such ONNX file. Write one with "
+                          f"`catdog export --checkpoint best.pt --out {path}`.")
     options = onnxruntime.SessionOptions()
     options.log_severity_level = 3  # errors only: ORT's warnings are not the student's to fix
     options.intra_op_num_threads = torch.get_num_threads()  # as many threads as PyTorch, for fair timings

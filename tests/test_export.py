@@ -15,7 +15,8 @@ import pytest
 import torch
 from PIL import Image
 
-from conftest import add_bad_files, assert_clean_error, make_checkpoint, make_dataset, make_image, run_catdog
+from conftest import (add_bad_files, assert_clean_error, make_checkpoint, make_dataset, make_image, public_env,
+                      run_catdog)
 from trained import real_photos, train_on_real_photos
 
 from catdog_lib.evaluation import load_model
@@ -208,3 +209,15 @@ def test_an_onnx_file_without_catdog_metadata_is_refused(tmp_path, capsys):
     Image.new("RGB", (8, 8)).save(tmp_path / "photo.png")
     result = catdog(capsys, "predict", "--model", tmp_path / "plain.onnx", tmp_path / "photo.png")
     assert_clean_error(result, "without catdog's metadata", "catdog export")
+
+
+def test_export_into_a_read_only_folder_is_one_clear_line(public_tmp):
+    checkpoint = make_checkpoint(public_tmp / "best.pt", ["cats", "dogs"], image_size=64)
+    checkpoint.chmod(0o644)
+    locked = public_tmp / "locked"
+    locked.mkdir(mode=0o555)
+    locked.chmod(0o555)
+    result = run_catdog("export", "--checkpoint", checkpoint, "--out", locked / "model.onnx", unprivileged=True,
+                        env=public_env(public_tmp))
+    assert_clean_error(result, f"cannot write {locked / 'model.onnx'}", "Permission denied")
+    assert list(locked.iterdir()) == []

@@ -22,7 +22,8 @@ from trained import real_photos, train_on_real_photos
 CHROMIUM = Path("/usr/bin/chromium")
 if not CHROMIUM.exists():
     pytest.skip("Debian's chromium is not installed (apt-get install chromium)", allow_module_level=True)
-sync_api = pytest.importorskip("playwright.sync_api", reason="playwright is not installed; `make test-browser` installs it")
+sync_api = pytest.importorskip("playwright.sync_api",
+                               reason="playwright is not installed; `make test-browser` installs it")
 pytest.importorskip("gradio", reason="Gradio (the demo extra) is not installed; `make test-browser` installs it")
 
 START_TIMEOUT = 300  # seconds for the demo to load its model and listen, on two busy cores
