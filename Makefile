@@ -23,7 +23,7 @@ run: $(STAMP)
 	$(BIN)/catdog course
 
 test: $(STAMP)
-	$(BIN)/python -m pytest -q tests notebooks --nbval-lax --nbval-current-env
+	$(BIN)/python -m pytest -q --nbval-lax
 
 bench: $(STAMP)
 	$(BIN)/python benchmarks/bench.py
