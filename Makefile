@@ -23,7 +23,7 @@ run: $(STAMP)
 	$(BIN)/catdog course
 
 test: $(STAMP)
-	$(BIN)/python -m pytest -q tests notebooks --nbval-lax --nbval-current-env
+	$(BIN)/python -m pytest -q --nbval-lax
 
 # The web demo's browser test; Gradio (the `demo` extra, ~250 MB with its web stack) is installed only here.
 test-browser: $(VENV)/.demo-installed
