@@ -1,6 +1,6 @@
 """`catdog demo`: a local web page where you drop a photo and see the label, the probabilities and Grad-CAM.
 
-The page is made with Gradio, an optional extra (``pip install 'catdog[demo]'``); nothing else in the
+The page is made with Gradio, the course's optional ``demo`` extra (``pip install 'gradio>=6'``); nothing else in the
 course needs it. :func:`analyse` is the page's work without the page, so it runs without Gradio too.
 """
 
@@ -18,7 +18,7 @@ from .errors import CatdogError
 from .evaluation import LoadedModel, load_model, predict
 from .gradcam import explain
 
-MISSING_GRADIO = ("the web demo needs Gradio, an optional extra: pip install 'catdog[demo]' "
+MISSING_GRADIO = ("the web demo needs Gradio, the course's optional demo extra: pip install 'gradio>=6' "
                   "(in the course folder: .venv/bin/pip install -e '.[demo]').")
 MAX_UPLOAD = "50mb"
 

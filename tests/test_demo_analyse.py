@@ -52,5 +52,5 @@ def test_demo_without_gradio_is_one_clear_line(tmp_path, monkeypatch, capsys):
     checkpoint = make_checkpoint(tmp_path / "best.pt", ["cats", "dogs"], image_size=64)
     assert main(["demo", "--checkpoint", str(checkpoint)]) == 2
     err = capsys.readouterr().err.strip()
-    assert err.startswith("catdog: error: the web demo needs Gradio") and "catdog[demo]" in err
+    assert err.startswith("catdog: error: the web demo needs Gradio") and "pip install 'gradio>=6'" in err
     assert len(err.splitlines()) == 1 and "Traceback" not in err
