@@ -98,7 +98,8 @@ def test_evaluate_refuses_a_dataset_without_a_test_split(trained_run, tmp_path):
     assert result.returncode == 2 and "no test_set" in result.stderr and "Traceback" not in result.stderr
 
 
-SUBCOMMANDS = [["train"], ["evaluate"], ["predict"], ["data"], ["data", "download"], ["data", "check"], ["course"]]
+SUBCOMMANDS = [["train"], ["evaluate"], ["predict"], ["export"], ["demo"], ["data"], ["data", "download"], ["data", "check"],
+               ["course"]]
 
 
 def test_version_and_help_need_no_torch():
