@@ -9,9 +9,12 @@ the preprocessing, so the next run (or the next notebook) reuses it.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
+import io
 import json
-import uuid
+import os
+import time
 import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -20,7 +23,7 @@ from pathlib import Path
 import torch
 from tqdm.auto import tqdm
 
-from .checkpoint import atomic_save
+from .checkpoint import atomic_write_bytes
 from .datasets import SkippedFiles, iterate_good, make_loader
 from .devices import inference_autocast, inference_dtype, to_fast_layout
 from .errors import CatdogError
@@ -28,6 +31,7 @@ from .layout import Sample
 from .transforms import Preprocessing, eval_transform
 
 VIEWS = ("plain", "flip")
+STALE_TMP_S = 3600  # a shard write takes seconds: a temporary file this old was left by a killed process
 
 
 def file_digest(path: Path) -> str:
@@ -49,23 +53,41 @@ class FeatureCache:
         self.folder = Path(root) / hashlib.sha1(key.encode()).hexdigest()[:16]
 
     def load(self) -> dict[str, torch.Tensor]:
+        """Every entry of every intact shard. A shard whose bytes no longer match the checksum in its name
+        is a miss (and removed where allowed); one this user cannot read is left alone."""
         entries: dict[str, torch.Tensor] = {}
         for shard in sorted(self.folder.glob("*.pt")):
             try:
-                entries.update(torch.load(shard, map_location="cpu", weights_only=True))
+                data = shard.read_bytes()
+            except OSError:  # e.g. another user's shard in a shared cache: not ours to judge or delete
+                continue
+            try:
+                if hashlib.sha256(data).hexdigest() != shard.stem:
+                    raise ValueError("checksum mismatch")
+                entries.update(torch.load(io.BytesIO(data), map_location="cpu", weights_only=True))
             except Exception:  # a damaged shard is only a cache miss
-                shard.unlink(missing_ok=True)
+                with contextlib.suppress(OSError):  # a read-only cache keeps it
+                    shard.unlink()
         return entries
 
     def add(self, entries: dict[str, torch.Tensor]) -> None:
-        """Store new entries; a cache that cannot be written only costs speed, so it warns and goes on."""
+        """Store new entries as one shard named by its SHA-256; a cache that cannot be written only costs
+        speed, so it warns and goes on. Temporary files of writes killed over an hour ago are removed."""
         if not entries:
             return
+        buffer = io.BytesIO()
+        torch.save(entries, buffer)
+        data = buffer.getvalue()
         try:
-            atomic_save(entries, self.folder / f"{uuid.uuid4().hex}.pt")
+            atomic_write_bytes(self.folder / f"{hashlib.sha256(data).hexdigest()}.pt", data)
         except CatdogError as error:
             warnings.warn(f"feature cache not written ({error}); continuing without it. "
                           "Set CATDOG_CACHE_DIR to a writable folder to reuse features next time.", stacklevel=2)
+            return
+        for tmp in self.folder.glob(".*.tmp"):
+            with contextlib.suppress(OSError):
+                if time.time() - tmp.stat().st_mtime > STALE_TMP_S and os.access(tmp, os.R_OK):
+                    tmp.unlink()
 
 
 @dataclass

@@ -10,7 +10,9 @@ TensorBoard scalars. Two recipes:
 
 from __future__ import annotations
 
+import dataclasses
 import json
+import math
 import tempfile
 import time
 from collections.abc import Iterator
@@ -28,7 +30,9 @@ from .datasets import SkippedFiles, iterate_good, make_loader
 from .devices import autocast, pick_device, set_seed
 from .errors import CatdogError
 from .features import VIEWS, FeatureSet, extract_features, file_digest
+from .guards import check_finite
 from .layout import find_dataset
+from .runfolder import claim_run_folder
 from .split import Split, stratified_split, subset_per_class
 from .transforms import eval_transform
 
@@ -215,8 +219,8 @@ def prepare_split(cfg: TrainConfig, out: Path, resume: bool) -> Split:
         return Split.load(manifest)
     split = stratified_split(find_dataset(Path(cfg.data)).train(), cfg.valid_fraction, cfg.seed)
     if cfg.per_class:
-        split = Split(split.root, split.classes, subset_per_class(split.train, cfg.per_class),
-                      subset_per_class(split.valid, max(2, cfg.per_class // 4)), split.valid_fraction, split.seed)
+        split = dataclasses.replace(split, train=subset_per_class(split.train, cfg.per_class),
+                                    valid=subset_per_class(split.valid, max(2, cfg.per_class // 4)))
     split.save(manifest)
     return split
 
@@ -246,13 +250,14 @@ def _check_config(cfg: TrainConfig) -> TrainConfig:
             raise CatdogError(f"{name} must be at least 1 (got {getattr(cfg, name)}).")
     if cfg.lr is None:
         cfg.lr = DEFAULT_LR[cfg.recipe]
-    if cfg.lr <= 0:
+    if not 0 < cfg.lr < math.inf:
         raise CatdogError(f"the learning rate must be positive (got {cfg.lr}).")
     return cfg
 
 
 def _metrics(cfg: TrainConfig, split: Split, state: RunState, skipped: SkippedFiles) -> dict:
-    return {"arch": cfg.arch, "recipe": cfg.recipe, "classes": split.classes, "counts": split.counts(),
+    return {"arch": cfg.arch, "recipe": cfg.recipe, "classes": split.classes,
+            "counts": split.counts(set(skipped.paths())), "unused": split.unused,
             "epochs_run": state.epoch, "best_epoch": state.best_epoch, "best_valid_accuracy": state.best_accuracy,
             "best_valid_loss": state.best_loss, "stopped_early": state.stopped_early,
             "elapsed_s": round(state.elapsed_s, 2), "skipped": skipped.paths(), "history": state.history,
@@ -285,6 +290,7 @@ def train(cfg: TrainConfig, resume: bool = False) -> dict:
     from torch.utils.tensorboard import SummaryWriter
 
     out = Path(cfg.out)
+    lock = claim_run_folder(cfg.out, cfg.data, resume)  # refuses others' folders; one run at a time
     last_path = out / "last.pt"
     if resume:
         if not last_path.exists():
@@ -329,8 +335,10 @@ def train(cfg: TrainConfig, resume: bool = False) -> dict:
             model.train(cfg.recipe == "finetune")
             net.train()
             train_loss = run_epoch(net, batches.train_batches(epoch), loss_fn, optimizer, device, scaler)
+            check_finite(train_loss, f"the training loss at epoch {epoch + 1}")
             net.eval()
             valid_loss, valid_acc = validate(net, batches.valid_batches(), loss_fn, device)
+            check_finite(valid_loss, f"the validation loss at epoch {epoch + 1}")
             lr = optimizer.param_groups[-1]["lr"]
             row = {"epoch": epoch + 1, "train_loss": train_loss, "valid_loss": valid_loss,
                    "valid_accuracy": valid_acc, "lr": lr, "seconds": time.perf_counter() - epoch_start}
@@ -355,4 +363,5 @@ def train(cfg: TrainConfig, resume: bool = False) -> dict:
     finally:
         bar.close()
         writer.close()
+        lock.release()
     return _metrics(cfg, split, state, skipped)
