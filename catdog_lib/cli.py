@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import sys
 import warnings
 from collections.abc import Sequence
@@ -37,10 +36,21 @@ def _positive(kind: type):
             number = kind(value)
         except ValueError:
             raise argparse.ArgumentTypeError(f"invalid {kind.__name__} value: {value!r}") from None
-        if not 0 < number < math.inf:
-            raise argparse.ArgumentTypeError(f"must be a positive, finite number, got {value}")
+        if number <= 0:
+            raise argparse.ArgumentTypeError(f"must be positive, got {value}")
         return number
     return check
+
+
+def _learning_rate(value: str) -> float:
+    """A learning rate above 0 and at most 1 (the tutorial's is 1e-3; far above 1 overflows at once)."""
+    try:
+        number = float(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"invalid float value: {value!r}") from None
+    if not 0 < number <= 1:
+        raise argparse.ArgumentTypeError(f"must be positive and at most 1 (e.g. 1e-3), got {value}")
+    return number
 
 
 def _seed(value: str) -> int:
@@ -153,7 +163,7 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--recipe", choices=RECIPES, help=f"default {defaults.recipe}")
     train.add_argument("--epochs", type=_positive(int), help=f"most epochs (default {defaults.epochs})")
     train.add_argument("--batch-size", type=_positive(int), help=f"default {defaults.batch_size}")
-    train.add_argument("--lr", type=_positive(float),
+    train.add_argument("--lr", type=_learning_rate,
                        help=f"learning rate (default {DEFAULT_LR['features']} features, {DEFAULT_LR['finetune']} finetune)")
     train.add_argument("--seed", type=_seed, help=f"0 to 2**32-1 (default {defaults.seed})")
     train.add_argument("--weights", help="'default' (ImageNet; downloads for torchvision archs), "

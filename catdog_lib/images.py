@@ -87,26 +87,11 @@ def _pixel_limit(limit: int) -> Iterator[None]:
         Image.MAX_IMAGE_PIXELS = saved
 
 
-def _upright(image: Image.Image, path: Path) -> Image.Image:
-    """Apply the EXIF orientation; a photo whose EXIF is damaged loads as stored, with one warning."""
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
-        try:
-            rotated = ImageOps.exif_transpose(image)
-            problem = "; ".join(str(w.message) for w in caught if issubclass(w.category, UserWarning))
-        except DECODER_ERRORS as error:
-            rotated, problem = image, f"{type(error).__name__}: {error}"
-    if problem:
-        _warn_exif(path, problem)
-    return rotated
-
-
 def _warn_exif(path: Path, problem: str) -> None:
-    """Say once per file (and process) that its EXIF is damaged and it loads as stored."""
+    """Say once per file (and process) that its EXIF is damaged (Pillow skips what it cannot read)."""
     if str(path) not in _warned_exif:
         _warned_exif.add(str(path))
-        warnings.warn(f"{path}: damaged EXIF data ({problem}); loading the photo without its EXIF rotation",
-                      stacklevel=4)
+        warnings.warn(f"{path}: damaged EXIF data ({problem}); its rotation may be lost", stacklevel=4)
 
 
 def _without_exif(data: bytes) -> bytes | None:
@@ -123,22 +108,42 @@ def _without_exif(data: bytes) -> bytes | None:
 
 
 def _decode(source: Path | io.BytesIO, path: Path, min_size: int | None, draft: bool) -> Image.Image:
-    """Open, bomb-check and decode one image (upright, RGB); Pillow's own exceptions escape."""
+    """Open, bomb-check and decode one image, upright and RGB; Pillow's own exceptions escape.
+
+    Damaged EXIF only loses the rotation. Pillow's warnings are repeated naming the file.
+    """
     limit = JPEG_DRAFT_MAX_PIXELS if draft else MAX_PIXELS
-    with warnings.catch_warnings(), _pixel_limit(limit):
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
         warnings.simplefilter("ignore", Image.DecompressionBombWarning)  # our own check below names the size
-        image = Image.open(source)
-    with image:
-        width, height = image.size
-        if draft:
-            image.draft("RGB", (min_size, min_size))
-        if image.size[0] * image.size[1] > MAX_PIXELS or width * height > limit:
-            raise BadImageError(
-                f"{path}: claims {width}x{height} pixels, over the {MAX_PIXELS:,}-pixel limit "
-                "(a decompression bomb or a scan); resize it below that"
-            )
-        image.load()
-        return _to_rgb(_upright(image, path))
+        with _pixel_limit(limit):
+            image = Image.open(source)
+        with image:
+            width, height = image.size
+            if draft:
+                image.draft("RGB", (min_size, min_size))
+            if image.size[0] * image.size[1] > MAX_PIXELS or width * height > limit:
+                raise BadImageError(
+                    f"{path}: claims {width}x{height} pixels, over the {MAX_PIXELS:,}-pixel limit "
+                    "(a decompression bomb or a scan); resize it below that"
+                )
+            image.load()
+            exif_problems = []
+            try:
+                upright = ImageOps.exif_transpose(image)
+            except DECODER_ERRORS as error:
+                upright = image
+                exif_problems.append(f"{type(error).__name__}: {error}")
+            rgb = _to_rgb(upright)
+    for warning in caught:
+        message = str(warning.message)
+        if "exif" in message.lower() or "tag" in message.lower():  # TiffImagePlugin reading EXIF tags
+            exif_problems.append(message)
+        else:
+            warnings.warn(f"{path}: {message}", warning.category, stacklevel=3)
+    if exif_problems:
+        _warn_exif(path, "; ".join(dict.fromkeys(exif_problems)))
+    return rgb
 
 
 def _decode_damaged_exif(path: Path, min_size: int | None, draft: bool) -> Image.Image | None:

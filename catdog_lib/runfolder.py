@@ -9,7 +9,6 @@ from pathlib import Path
 from .errors import CatdogError
 
 MARKER = ".catdog-run"  # created in every run folder; also the file the run's lock is taken on
-RUN_FILES = ("last.pt", "best.pt", "metrics.json", "split.json")
 
 _held: dict[Path, "RunLock"] = {}
 
@@ -44,7 +43,8 @@ def check_run_folder(out: str | Path, data: str | Path | None, resume: bool) -> 
         if folder.resolve() == data_dir or data_dir in folder.resolve().parents:
             raise CatdogError(f"{folder}: is inside the data folder {data_dir}; the run's files would be mixed "
                               "with the photos. Choose an --out folder outside it.")
-    if folder.is_dir() and not (folder / MARKER).exists() and not any((folder / name).exists() for name in RUN_FILES):
+    # A run folder has the marker; one written before the marker existed has last.pt (it can be resumed).
+    if folder.is_dir() and not (folder / MARKER).exists() and not (folder / "last.pt").exists():
         others = sorted(p.name for p in folder.iterdir())
         if others:
             shown = ", ".join(others[:3]) + (f" and {len(others) - 3} more" if len(others) > 3 else "")
