@@ -584,7 +584,7 @@ def test_a_read_only_cache_with_a_damaged_shard_is_a_miss(public_tmp: Path) -> N
     ("--seed", "-1", "from 0 to 4294967295"), ("--seed", "5000000000", "from 0 to 4294967295"),
     ("--lr", "nan", "must be positive and at most 1"), ("--lr", "inf", "must be positive and at most 1"),
     ("--lr", "1e38", "must be positive and at most 1"),
-])
+], ids=["seed-negative", "seed-too-big", "lr-nan", "lr-inf", "lr-huge"])
 def test_bad_seed_and_learning_rate_are_one_line(tmp_path: Path, cli, flag: str, value: str, needle: str) -> None:
     root = make_dataset(tmp_path / "data", {"cats": 6, "dogs": 6})
     status, _, err = cli("train", "--data", root, "--out", tmp_path / "run", *TRAIN, flag, value)
