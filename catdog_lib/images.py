@@ -64,21 +64,24 @@ def _what_it_is(path: Path, head: bytes) -> str:
     if kind is not None:
         if kind.extension in {"heic", "heif", "avif"}:
             return _unsupported_photo(kind.extension)
-        return f"not an image: it is a {kind.extension.upper()} file ({kind.mime}) named {path.suffix or 'without extension'}"
+        return f"not an image: its content is {kind.extension.upper()} ({kind.mime}), whatever its name says"
     if head.lstrip()[:1] in {b"<", b"{", b"["} or all(32 <= b < 127 or b in b"\t\r\n" for b in head):
-        return "not an image: it is text (HTML, JSON or a note?); download the photo itself"
+        return "not an image: its content is text (HTML, JSON or a note?); download the photo itself"
     return "not an image (unrecognised format)"
 
 
 def _unsupported_photo(kind: str) -> str:
     """Why a HEIC or AVIF photo cannot be read here, and the fix."""
-    return (f"a {kind.upper()} photo, which this Pillow cannot decode; `pip install pillow-heif` "
-            "(or convert the photo to JPEG)")
+    fix = "`pip install -U pillow` (11.2 or newer)" if kind == "avif" else "`pip install pillow-heif`"
+    return f"a {kind.upper()} photo, which this Pillow cannot decode; {fix} (or convert the photo to JPEG)"
 
 
 @contextlib.contextmanager
 def _pixel_limit(limit: int) -> Iterator[None]:
-    """Pillow's decompression-bomb limit set to ``limit`` while opening (a process-wide setting)."""
+    """Pillow's decompression-bomb limit set to ``limit`` while opening.
+
+    A process-wide setting: images are decoded one at a time per process (DataLoader workers are processes).
+    """
     saved = Image.MAX_IMAGE_PIXELS
     Image.MAX_IMAGE_PIXELS = limit
     try:
@@ -200,16 +203,6 @@ def load_rgb(path: str | Path, min_size: int | None = None) -> Image.Image:
         ) from None
     except DECODER_ERRORS as error:
         raise BadImageError(f"{path}: unreadable or truncated image ({type(error).__name__}: {error})") from None
-
-
-def unsupported_reason(path: Path) -> str | None:
-    """Why a photo format named by ``path``'s extension cannot be decoded here, or None when it can."""
-    suffix = path.suffix.lower()
-    if suffix in {".heic", ".heif"} and not HEIF_SUPPORTED:
-        return _unsupported_photo(suffix[1:])
-    if suffix == ".avif" and not AVIF_SUPPORTED:
-        return _unsupported_photo("avif")
-    return None
 
 
 def image_problem(path: str | Path) -> str | None:

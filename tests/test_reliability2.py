@@ -203,7 +203,7 @@ def test_a_renamed_file_is_named_by_its_magic_bytes(tmp_path: Path, name: str) -
     data, kind = RENAMED[name]
     path = tmp_path / name
     path.write_bytes(data)
-    with pytest.raises(BadImageError, match=f"not an image: it is (a {kind} file|{kind})"):
+    with pytest.raises(BadImageError, match=f"not an image: its content is {kind}"):
         load_rgb(path)
 
 
