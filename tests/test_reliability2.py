@@ -124,11 +124,12 @@ def test_data_check_on_a_photo_with_damaged_exif_has_no_traceback(tmp_path: Path
     assert status == 0 and "train: 7 images (cats 4, dogs 3)" in out and "Traceback" not in err, (out, err)
 
 
-def _mutations(data: bytes, count: int, rng: random.Random, span: tuple[int, int] | None = None):
+def _mutations(data: bytes, count: int, rng: random.Random, most: int, span: tuple[int, int] | None = None):
+    """``count`` copies of ``data``, each with 1 to ``most`` random bytes (within ``span``) replaced."""
     low, high = span or (0, len(data))
     for _ in range(count):
         mutated = bytearray(data)
-        for _ in range(rng.randint(1, 8)):
+        for _ in range(rng.randint(1, most)):
             mutated[rng.randrange(low, high)] = rng.randrange(256)
         yield bytes(mutated)
 
@@ -144,10 +145,10 @@ def test_fuzzed_image_files_raise_only_bad_image_error(tmp_path: Path) -> None:
         buffer = io.BytesIO()
         image.save(buffer, fmt, **options)
         seeds[fmt] = buffer.getvalue()
-    rng = random.Random(12)
+    rng = random.Random(24)   # a seed whose mutations made the loader raise struct.error before issue 12
     escaped, loaded = [], 0
     for fmt, data in seeds.items():
-        for index, mutated in enumerate(_mutations(data, 60, rng)):
+        for index, mutated in enumerate(_mutations(data, 60, rng, most=8)):
             path = tmp_path / f"{fmt}-{index}.img"
             path.write_bytes(mutated)
             for min_size in (None, 16):
@@ -175,7 +176,7 @@ def test_every_photo_with_fuzzed_exif_loads(tmp_path: Path) -> None:
     data = buffer.getvalue()
     start = data.index(b"Exif\x00\x00") + 6
     failed = []
-    for index, mutated in enumerate(_mutations(data, 400, random.Random(0), (start, start + len(raw) - 6))):
+    for index, mutated in enumerate(_mutations(data, 400, random.Random(0), 3, (start, start + len(raw) - 6))):
         path = tmp_path / f"{index}.jpg"
         path.write_bytes(mutated)
         try:
