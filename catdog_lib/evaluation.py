@@ -14,7 +14,7 @@ from .config import cache_dir
 from .datasets import SkippedFiles, iterate_good, make_loader
 from .devices import inference_autocast, pick_device, to_fast_layout
 from .errors import CatdogError
-from .features import extract_features
+from .features import eval_views, extract_features
 from .images import BadImageError, load_rgb
 from .layout import Sample, evaluation_folders, match_classes
 from .transforms import Preprocessing, eval_transform
@@ -45,7 +45,7 @@ def load_model(checkpoint: str | Path, device: str = "auto") -> LoadedModel:
     if missing or "state_dict" not in data:
         raise CatdogError(f"{checkpoint}: checkpoint lacks {', '.join(sorted(missing) or ['state_dict'])}; "
                           "was it saved by `catdog train`?")
-    model = create_model(meta["arch"], len(meta["classes"]), weights=None)
+    model = create_model(meta["arch"], len(meta["classes"]), weights=None, head=meta.get("head"))
     try:
         model.load_state_dict(data["state_dict"])
     except RuntimeError as error:
@@ -86,17 +86,19 @@ class Evaluation:
 
 
 def _logits(loaded: LoadedModel, samples: list[Sample], skipped: SkippedFiles,
-            use_cache: bool, progress: bool) -> tuple[torch.Tensor, torch.Tensor, list[str]]:
+            use_cache: bool, progress: bool, batch_size: int) -> tuple[torch.Tensor, torch.Tensor, list[str]]:
     """Logits for the good images among ``samples``; frozen-backbone models reuse the feature cache."""
     model, device = loaded.model, loaded.device
     if use_cache and loaded.meta.get("recipe") == "features":
-        feats = extract_features(model.backbone, loaded.meta["backbone_weights"], samples, loaded.prep, device,
-                                 skipped, cache_root=cache_dir() / "features", views=("plain",), progress=progress)
+        feats = extract_features(model.backbone, loaded.meta["backbone_weights"], samples,
+                                 eval_views(eval_transform(loaded.prep)), device, skipped,
+                                 cache_root=cache_dir() / "features", min_size=loaded.prep.image_size,
+                                 batch_size=batch_size, progress=progress)
         with torch.no_grad():
             logits = model.head(feats.features[0].to(device)).float().cpu()
         return logits, feats.labels, [str(p) for p in feats.paths]
     indexed = [(path, index) for index, (path, _) in enumerate(samples)]  # label slot carries the index
-    loader = make_loader(indexed, eval_transform(loaded.prep), 32, min_size=loaded.prep.image_size)
+    loader = make_loader(indexed, eval_transform(loaded.prep), batch_size, min_size=loaded.prep.image_size)
     outputs, kept = [], []
     with torch.inference_mode():
         for images, indices in iterate_good(loader, skipped):
@@ -109,10 +111,11 @@ def _logits(loaded: LoadedModel, samples: list[Sample], skipped: SkippedFiles,
     return torch.cat(outputs), labels, [str(samples[i][0]) for i in kept]
 
 
-def evaluate(loaded: LoadedModel, samples: list[Sample], use_cache: bool = True, progress: bool = True) -> Evaluation:
+def evaluate(loaded: LoadedModel, samples: list[Sample], use_cache: bool = True, progress: bool = True,
+             batch_size: int = 32) -> Evaluation:
     """Accuracy, loss, per-class metrics and predictions of ``loaded`` on ``samples``."""
     skipped = SkippedFiles()
-    logits, labels, paths = _logits(loaded, samples, skipped, use_cache, progress)
+    logits, labels, paths = _logits(loaded, samples, skipped, use_cache, progress, batch_size)
     if len(labels) == 0:
         raise CatdogError("no readable images to evaluate; check the folder with `catdog data check`.")
     loss = torch.nn.functional.cross_entropy(logits, labels).item()

@@ -37,7 +37,6 @@ from catdog_lib.layout import canonical_class, evaluation_folders, find_dataset,
 from catdog_lib.runfolder import claim_run_folder
 from catdog_lib.split import Split, stratified_split
 from catdog_lib.training import TrainConfig, train
-from catdog_lib.transforms import Preprocessing
 from conftest import (REPO, make_checkpoint, make_dataset, make_image, public_env, run_python, subprocess_env,
                       truncated_jpeg)
 
@@ -471,7 +470,7 @@ def test_split_json_holds_absolute_paths_and_survives_a_move(tmp_path: Path, mon
 
 
 def _cache(root: Path) -> FeatureCache:
-    return FeatureCache(root, "lite0:test", Preprocessing(64, (0.5,) * 3, (0.5,) * 3), torch.float32)
+    return FeatureCache(root, "lite0:test", torch.float32)
 
 
 @pytest.fixture
@@ -522,8 +521,7 @@ SHARED_CACHE = r"""
 import sys, warnings, torch
 from pathlib import Path
 from catdog_lib.features import FeatureCache
-from catdog_lib.transforms import Preprocessing
-cache = FeatureCache(Path(sys.argv[1]), "lite0:test", Preprocessing(64, (0.5,) * 3, (0.5,) * 3), torch.float32)
+cache = FeatureCache(Path(sys.argv[1]), "lite0:test", torch.float32)
 print(sorted(cache.load()))
 with warnings.catch_warnings(record=True) as caught:
     warnings.simplefilter("always")
