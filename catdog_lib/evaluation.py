@@ -13,6 +13,7 @@ from .checkpoint import load_checkpoint
 from .config import cache_dir
 from .datasets import SkippedFiles, iterate_good, make_loader
 from .devices import inference_autocast, pick_device, to_fast_layout
+from .engine import Runner, backbone_runner
 from .errors import CatdogError
 from .features import extract_features
 from .images import BadImageError, load_rgb
@@ -27,6 +28,7 @@ class LoadedModel:
     model: TransferNet
     meta: dict
     device: torch.device
+    runner: Runner | None = field(default=None, repr=False)  # the frozen backbone's engine, built on first use
 
     @property
     def classes(self) -> list[str]:
@@ -35,6 +37,17 @@ class LoadedModel:
     @property
     def prep(self) -> Preprocessing:
         return Preprocessing.from_dict(self.meta["preprocessing"])
+
+    @torch.inference_mode()
+    def logits(self, images: torch.Tensor) -> torch.Tensor:
+        """Float32 logits on the CPU; a frozen backbone (``features`` recipe) runs on the inference engine."""
+        if self.meta.get("recipe") != "features":
+            with inference_autocast(self.device):
+                return self.model(images.to(self.device).contiguous(memory_format=torch.channels_last)).float().cpu()
+        if self.runner is None:
+            self.runner = backbone_runner(self.model.backbone, self.meta.get("backbone_weights", self.meta["arch"]),
+                                          self.prep, self.device)
+        return self.model.head(self.runner(images).to(self.device)).float().cpu()
 
 
 def load_model(checkpoint: str | Path, device: str = "auto") -> LoadedModel:
@@ -98,11 +111,9 @@ def _logits(loaded: LoadedModel, samples: list[Sample], skipped: SkippedFiles,
     indexed = [(path, index) for index, (path, _) in enumerate(samples)]  # label slot carries the index
     loader = make_loader(indexed, eval_transform(loaded.prep), 32, min_size=loaded.prep.image_size)
     outputs, kept = [], []
-    with torch.inference_mode():
-        for images, indices in iterate_good(loader, skipped):
-            with inference_autocast(device):
-                outputs.append(model(images.to(device).contiguous(memory_format=torch.channels_last)).float().cpu())
-            kept.extend(indices.tolist())
+    for images, indices in iterate_good(loader, skipped):
+        outputs.append(loaded.logits(images))
+        kept.extend(indices.tolist())
     if not outputs:
         return torch.empty(0, len(loaded.classes)), torch.empty(0, dtype=torch.long), []
     labels = torch.tensor([samples[i][1] for i in kept], dtype=torch.long)
@@ -153,9 +164,7 @@ def predict(loaded: LoadedModel, paths: list[str | Path]) -> list[Prediction]:
         except BadImageError as error:
             results.append(Prediction(str(path), None, 0.0, str(error)))
             continue
-        with torch.inference_mode(), inference_autocast(loaded.device):
-            image = image.to(loaded.device).contiguous(memory_format=torch.channels_last)
-            probabilities = loaded.model(image).float().softmax(1)[0].cpu()
+        probabilities = loaded.logits(image).softmax(1)[0]
         index = int(probabilities.argmax())
         results.append(Prediction(str(path), loaded.classes[index], float(probabilities[index])))
     return results

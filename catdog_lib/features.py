@@ -4,7 +4,8 @@ In the ``features`` recipe the backbone is frozen, so its output for an image ne
 computing it once (for the plain and the horizontally flipped view) and training the head on the
 cached vectors gives the same head as pushing every image through the whole network every epoch,
 in a fraction of the time. The cache is keyed by the file's content, the backbone's weights and
-the preprocessing, so the next run (or the next notebook) reuses it.
+the preprocessing
+and the inference engine that ran the backbone, so the next run (or the next notebook) reuses it.
 """
 
 from __future__ import annotations
@@ -22,9 +23,10 @@ from tqdm.auto import tqdm
 
 from .checkpoint import atomic_save
 from .datasets import SkippedFiles, iterate_good, make_loader
-from .devices import inference_autocast, inference_dtype, to_fast_layout
+from .engine import Runner, backbone_runner, engine_identity
 from .errors import CatdogError
 from .layout import Sample
+from .prefetch import prefetched
 from .transforms import Preprocessing, eval_transform
 
 VIEWS = ("plain", "flip")
@@ -42,10 +44,11 @@ def file_digest(path: Path) -> str:
 
 
 class FeatureCache:
-    """Feature vectors of one backbone + preprocessing + precision, stored as shards of {"digest/view": tensor}."""
+    """Feature vectors of one backbone + preprocessing + engine and precision (e.g. "openvino:fp32"),
+    stored as shards of {"digest/view": tensor}."""
 
-    def __init__(self, root: Path, backbone_id: str, prep: Preprocessing, dtype: torch.dtype):
-        key = json.dumps({"backbone": backbone_id, **prep.as_dict(), "dtype": str(dtype)}, sort_keys=True)
+    def __init__(self, root: Path, backbone_id: str, prep: Preprocessing, engine: str):
+        key = json.dumps({"backbone": backbone_id, **prep.as_dict(), "engine": engine}, sort_keys=True)
         self.folder = Path(root) / hashlib.sha1(key.encode()).hexdigest()[:16]
 
     def load(self) -> dict[str, torch.Tensor]:
@@ -79,31 +82,27 @@ class FeatureSet:
 
 @torch.inference_mode()
 def compute_features(
-    backbone: torch.nn.Module,
+    runner: Runner,
     samples: Sequence[Sample],
     prep: Preprocessing,
-    device: torch.device,
     skipped: SkippedFiles,
     views: Sequence[str] = VIEWS,
     batch_size: int = 32,
     num_workers: int | None = None,
     progress: bool = True,
-    reduced_precision: bool = True,
 ) -> tuple[torch.Tensor, list[int]]:
-    """Run the frozen backbone over ``samples`` once per view (each photo decoded once).
+    """Run the frozen backbone (``runner``, see :func:`engine.backbone_runner`) over ``samples`` once per view.
 
+    Each photo is decoded once, in a background thread while the backbone runs on the previous batch.
     Returns features ``[view, good sample, dim]`` and the indices of the good samples.
     """
-    backbone = to_fast_layout(backbone.eval(), device)
     indexed = [(path, index) for index, (path, _) in enumerate(samples)]  # label slot carries the index
     loader = make_loader(indexed, eval_transform(prep), batch_size, num_workers=num_workers,
                          min_size=prep.image_size, generator=torch.Generator().manual_seed(0))
     outputs, kept = [], []
     bar = tqdm(total=len(samples), desc="backbone features", unit="img", disable=not progress, leave=False)
-    for images, indices in iterate_good(loader, skipped):
-        images = images.to(device).contiguous(memory_format=torch.channels_last)
-        with inference_autocast(device, reduced_precision):
-            per_view = [backbone(images.flip(-1) if view == "flip" else images) for view in views]
+    for images, indices in iterate_good(prefetched(loader), skipped):
+        per_view = [runner(images.flip(-1) if view == "flip" else images) for view in views]
         outputs.append(torch.stack(per_view).float().cpu())
         kept.extend(indices.tolist())
         bar.update(len(indices))
@@ -120,11 +119,16 @@ def extract_features(
     skipped: SkippedFiles,
     cache_root: Path | None = None,
     views: Sequence[str] = VIEWS,
+    reduced_precision: bool = True,
     **kwargs,
 ) -> FeatureSet:
-    """Features for every good sample and view, from the cache where possible, computing and caching the rest."""
-    dtype = inference_dtype(device, kwargs.get("reduced_precision", True))
-    cache = FeatureCache(cache_root, backbone_id, prep, dtype) if cache_root else None
+    """Features for every good sample and view, from the cache where possible, computing and caching the rest.
+
+    The backbone runs on the fastest exact inference engine installed (:mod:`catdog_lib.engine`), built
+    only when some features are missing; the cache is keyed by that engine and its precision.
+    """
+    engine = engine_identity(device, reduced_precision)
+    cache = FeatureCache(cache_root, backbone_id, prep, engine) if cache_root else None
     known = cache.load() if cache else {}
     digests = [file_digest(path) for path, _ in samples]
 
@@ -133,12 +137,12 @@ def extract_features(
 
     missing = [i for i in range(len(samples)) if not cached(i)]
     if missing:
-        computed, kept = compute_features(backbone, [samples[i] for i in missing], prep, device, skipped,
-                                          views=views, **kwargs)
+        runner = backbone_runner(backbone, backbone_id, prep, device, reduced_precision)
+        computed, kept = compute_features(runner, [samples[i] for i in missing], prep, skipped, views=views, **kwargs)
         new = {f"{digests[missing[j]]}/{view}": computed[v, k]
                for k, j in enumerate(kept) for v, view in enumerate(views)}
-        if cache:
-            cache.add(new)
+        if cache_root:  # under the engine that computed them (PyTorch, if the chosen engine fell back)
+            FeatureCache(cache_root, backbone_id, prep, runner.identity).add(new)
         known.update(new)
     good = [i for i in range(len(samples)) if cached(i)]
     skipped.add((str(samples[i][0]), f"{samples[i][0]}: unreadable") for i in range(len(samples)) if not cached(i))
