@@ -3,9 +3,9 @@
 In the ``features`` recipe the backbone is frozen, so its output for an image never changes:
 computing it once (for the plain and the horizontally flipped view) and training the head on the
 cached vectors gives the same head as pushing every image through the whole network every epoch,
-in a fraction of the time. The cache is keyed by the file's content, the backbone's weights and
-the preprocessing
-and the inference engine that ran the backbone, so the next run (or the next notebook) reuses it.
+in a fraction of the time. The cache is keyed by the file's content, the backbone's weights, the
+preprocessing and the inference engine that ran the backbone, so the next run (or the next notebook)
+reuses it.
 """
 
 from __future__ import annotations
