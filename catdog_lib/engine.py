@@ -226,21 +226,38 @@ def _export(engine: Engine, backbone: nn.Module, prep: Preprocessing, folder: Pa
         shutil.rmtree(staging, ignore_errors=True)
 
 
-def _engine_runner(engine: Engine, backbone: nn.Module, backbone_id: str, prep: Preprocessing, root: Path) -> Runner:
-    """The cached export of ``backbone`` for ``engine`` (exported on first use), loaded."""
-    folder = export_folder(root, engine, backbone, backbone_id, prep)
-    if not (folder / CHECK_FILE).exists():
-        shutil.rmtree(folder, ignore_errors=True)  # an incomplete folder left by hand
-        _export(engine, backbone, prep, folder)
+def _load_checked(engine: Engine, folder: Path) -> Runner:
+    """Load an export that passed its check against PyTorch; raise ValueError for one that did not."""
     check = json.loads((folder / CHECK_FILE).read_text())
     if not check["exact"]:
         raise ValueError(f"its features differ from PyTorch's (cosine {check['min_cosine']:.5f} < {MIN_COSINE})")
+    return engine.load(folder / MODEL_FILE)
+
+
+def _engine_runner(engine: Engine, backbone: nn.Module, backbone_id: str, prep: Preprocessing, root: Path) -> Runner:
+    """The cached export of ``backbone`` for ``engine`` (exported on first use), loaded.
+
+    A damaged cached export is exported again; a cache that cannot be written gets a warning and an
+    export for this run only (the engines keep the model in memory once loaded).
+    """
+    folder = export_folder(root, engine, backbone, backbone_id, prep)
+    if (folder / CHECK_FILE).exists():
+        try:
+            return _load_checked(engine, folder)
+        except ValueError:
+            raise
+        except Exception:  # noqa: BLE001 - damaged: export it again below
+            pass
+    shutil.rmtree(folder, ignore_errors=True)  # damaged, or left incomplete by hand
     try:
-        return engine.load(folder / MODEL_FILE)
-    except Exception:  # noqa: BLE001 - a damaged cached export is exported again
-        shutil.rmtree(folder, ignore_errors=True)
         _export(engine, backbone, prep, folder)
-        return engine.load(folder / MODEL_FILE)
+    except OSError as error:
+        warnings.warn(f"exported backbone not cached ({error}); exporting it again next run. "
+                      "Set CATDOG_CACHE_DIR to a writable folder to keep it.", stacklevel=3)
+        with tempfile.TemporaryDirectory(prefix="catdog-engine-") as tmp:
+            _export(engine, backbone, prep, Path(tmp) / folder.name)
+            return _load_checked(engine, Path(tmp) / folder.name)
+    return _load_checked(engine, folder)
 
 
 def backbone_runner(backbone: nn.Module, backbone_id: str, prep: Preprocessing, device: torch.device,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+import tempfile
 import threading
 from pathlib import Path
 
@@ -201,3 +202,18 @@ def test_prefetched_stops_its_thread_when_the_consumer_stops():
     items.close()
     assert not any(thread.name == "catdog-prefetch" for thread in threading.enumerate())
     assert len(produced) <= 3 + 2 + 1  # what was taken, the queue, the item in hand
+
+
+@needs_engine
+def test_an_unwritable_engine_cache_warns_and_still_uses_the_engine(tmp_path):
+    blocker = tmp_path / "not-a-folder"
+    blocker.write_text("a file where the cache folder should be")
+    prep = get_arch("efficientnet_lite0").prep
+    backbone = _lite0()
+    with pytest.warns(UserWarning, match="exported backbone not cached .*Set CATDOG_CACHE_DIR to a writable folder"):
+        runner = backbone_runner(backbone, "lite0", prep, CPU, cache_root=blocker / "engines")
+    assert runner.identity == engine_identity(CPU) != "torch:float32"
+    images = torch.randn(2, 3, prep.image_size, prep.image_size)
+    cosine = torch.nn.functional.cosine_similarity(runner(images), _fp32_features(backbone, images), dim=1)
+    assert cosine.min() >= MIN_COSINE  # the temporary export is gone; the loaded model still runs
+    assert not list(Path(tempfile.gettempdir()).glob("catdog-engine-*"))
