@@ -304,7 +304,7 @@ def report(results: dict[str, Any]) -> str:
         estimate = scale_estimate(results["scale"]["rows"])
         parts += ["", "How the default recipe's cold run grows with the number of distinct photos "
                       "(re-encoded crops of the shared ones; 80/20 train/valid):", "",
-                  markdown_table(["Photos", "Cold run", "Backbone images/s", "Peak memory", "Feature cache"],
+                  markdown_table(["Photos", "Cold run", "Backbone passes/s (whole run)", "Peak memory", "Feature cache"],
                                  scale_rows(results["scale"])), "",
                   f"Expected for the full PetImages set ({estimate['photos']:,} photos): about "
                   f"{estimate['seconds'] / 60:.0f} min cold, a feature cache of about "

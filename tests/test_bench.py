@@ -179,7 +179,7 @@ def test_scale_report_extrapolates_to_petimages(bench):
     estimate = bench.scale_estimate(rows)
     assert estimate == {"photos": 25000, "seconds": pytest.approx(350.0), "feature_bytes": pytest.approx(225e6)}
     text = bench.report({**fake_results(), "scale": {"rows": rows, "estimate": estimate}})
-    assert "| 10,000 | 140.0 s  | 128.6             | 1.20 GB     | 90 MB         |" in text
+    assert "| 10,000 | 140.0 s  | 128.6                         | 1.20 GB     | 90 MB         |" in text
     assert "(25,000 photos): about 6 min cold, a feature cache of about 225 MB" in text
 
 
