@@ -44,20 +44,20 @@ from torch.utils.data import DataLoader, Subset
 from torchvision import datasets
 from torchvision import transforms as T
 
+from catdog_lib import engine
 from catdog_lib.backbones import DEFAULT_ARCH, create_model, get_arch
 from catdog_lib.config import CACHE_ENV, DATA_ENV, REPO_ROOT
 from catdog_lib.datasets import SkippedFiles
-from catdog_lib import engine
 from catdog_lib.devices import pick_device, set_seed
 from catdog_lib.engine import ENGINE_ENV, ENGINES, backbone_runner, engine_identity
 from catdog_lib.errors import CatdogError
 from catdog_lib.evaluation import evaluate_folder, load_model
-from catdog_lib.features import VIEWS, compute_features
+from catdog_lib.features import compute_features, training_views
 from catdog_lib.images import load_rgb
 from catdog_lib.layout import find_dataset
 from catdog_lib.split import Split, stratified_split
 from catdog_lib.training import TrainConfig, train
-from catdog_lib.transforms import eval_transform
+from catdog_lib.transforms import eval_transform, train_transform
 
 TARGET_ACCURACY = 0.975
 TUTORIAL_EPOCHS_TO_TARGET = 2  # the tutorial's log first passes 97.5% valid accuracy after its 2nd epoch
@@ -406,16 +406,17 @@ def extraction_part(root: Path, n_images: int) -> dict[str, Any]:
     backbone = create_model(DEFAULT_ARCH, len(split.classes)).backbone
     with tempfile.TemporaryDirectory(prefix="catdog-bench-") as tmp:
         started = time.perf_counter()
-        runner = backbone_runner(backbone, f"{DEFAULT_ARCH}:default", prep, device, cache_root=Path(tmp))
+        runner = backbone_runner(backbone, f"{DEFAULT_ARCH}:default", device, cache_root=Path(tmp))
         export_s = time.perf_counter() - started
-    run = dict(prep=prep, skipped=SkippedFiles(), progress=False)
+    views = training_views(train_transform(prep))
+    run = dict(views=views, skipped=SkippedFiles(), min_size=prep.image_size, progress=False)
     compute_features(runner, split.valid[:PROFILE_BATCH], **run)  # warm-up on other photos
     started = time.perf_counter()
     features, kept = compute_features(runner, split.train[:n_images], **run)
     elapsed = time.perf_counter() - started
     rate = len(kept) / elapsed
     return {"arch": DEFAULT_ARCH, "engine": runner.identity, "export_s": export_s, "images": len(kept),
-            "seconds": elapsed, "images_per_s": rate, "forwards_per_s": rate * len(VIEWS),
+            "seconds": elapsed, "images_per_s": rate, "forwards_per_s": rate * len(views.names),
             "feature_dim": features.shape[-1]}
 
 
@@ -450,7 +451,7 @@ def _rate(work: Callable[[], object], n_items: int, repeats: int) -> float:
     return n_items / min(times)
 
 
-def _forward_variants(backbone: nn.Module, prep, device: torch.device, tmp: Path) -> dict[str, tuple[Callable, bool]]:
+def _forward_variants(backbone: nn.Module, device: torch.device, tmp: Path) -> dict[str, tuple[Callable, bool]]:
     """variant name: (images -> features, whether the default recipe uses it), for every engine and precision."""
     picked = engine_identity(device)
     reduced = torch.float16 if device.type == "cuda" else torch.bfloat16
@@ -474,7 +475,7 @@ def _forward_variants(backbone: nn.Module, prep, device: torch.device, tmp: Path
     if device.type == "cpu":
         for name in (name for name in ENGINES if engine.installed(name)):
             os.environ[ENGINE_ENV] = name
-            runner = backbone_runner(backbone, f"{DEFAULT_ARCH}:default", prep, device, cache_root=tmp)
+            runner = backbone_runner(backbone, f"{DEFAULT_ARCH}:default", device, cache_root=tmp)
             variants[f"{name} fp32"] = (runner, runner.identity == picked)
             if name == "openvino":  # bfloat16 inference hint: fast, but not exact enough for the library
                 bf16 = engine.OpenVINORunner(next(tmp.glob(f"openvino-*/{engine.MODEL_FILE}")))
@@ -501,7 +502,7 @@ def profile_part(root: Path, repeats: int) -> dict[str, Any]:
     batch = torch.stack([transform(load_rgb(path, prep.image_size)) for path in paths]).to(device)
     backbone = create_model(DEFAULT_ARCH, 2).backbone.eval().to(device)
     with tempfile.TemporaryDirectory(prefix="catdog-bench-") as tmp:
-        variants = _forward_variants(backbone, prep, device, Path(tmp))
+        variants = _forward_variants(backbone, device, Path(tmp))
         reference = variants["PyTorch fp32, contiguous"][0](batch).cpu()
         best = dict.fromkeys(variants, float("inf"))
         cosine = {}
@@ -552,7 +553,8 @@ def scale_part(pool: list[tuple[Path, str]], photos: int) -> dict[str, Any]:
         cold_s = time.perf_counter() - started
         feature_bytes = sum(shard.stat().st_size for shard in (Path(tmp) / "cache" / "features").rglob("*.pt"))
     counts = metrics["counts"]
-    forwards = len(VIEWS) * sum(counts["train"].values()) + sum(counts["valid"].values())
+    views = len(training_views(train_transform(get_arch(DEFAULT_ARCH).prep)).names)  # plain and flipped
+    forwards = views * sum(counts["train"].values()) + sum(counts["valid"].values())
     return {"photos": photos, "cold_s": cold_s, "forwards_per_s": forwards / cold_s, "feature_bytes": feature_bytes,
             "valid_accuracy": metrics["best_valid_accuracy"], "epochs_run": metrics["epochs_run"]}
 

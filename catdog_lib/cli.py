@@ -1,4 +1,4 @@
-"""The `catdog` command line: data download/check, train, evaluate, predict, course."""
+"""The `catdog` command line: data download/check, train, evaluate, predict, export, demo, course."""
 
 from __future__ import annotations
 
@@ -25,7 +25,7 @@ def _existing_path(kind: str, file: bool = False):
         if not path.exists():
             raise argparse.ArgumentTypeError(f"{kind} {value}: no such file or folder")
         if file and path.is_dir():
-            raise argparse.ArgumentTypeError(f"{kind} {value}: is a folder; pass image files")
+            raise argparse.ArgumentTypeError(f"{kind} {value}: is a folder; pass a file")
         return path
     return check
 
@@ -75,7 +75,7 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
     from .evaluation import evaluate_folder, load_model
 
     loaded = load_model(args.checkpoint, args.device)
-    result = evaluate_folder(loaded, data_root(args.data), progress=not args.json)
+    result = evaluate_folder(loaded, data_root(args.data), progress=not args.json, batch_size=args.batch_size)
     if args.json:
         print(json.dumps(result.summary()))
     else:
@@ -90,15 +90,39 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
 def _cmd_predict(args: argparse.Namespace) -> int:
     from .evaluation import load_model, predict
 
-    loaded = load_model(args.checkpoint, args.device)
-    failed = 0
-    for row in predict(loaded, args.images):
+    if args.model:
+        from .export import load_onnx
+
+        model = load_onnx(args.model)
+    else:
+        model = load_model(args.checkpoint, args.device)
+    rows = predict(model, args.images, batch_size=args.batch_size)
+    if args.json:
+        print(json.dumps({"model": str(args.model or args.checkpoint), "classes": model.classes,
+                          "predictions": [row.as_dict() for row in rows if not row.error],
+                          "skipped": [row.as_dict() for row in rows if row.error]}, ensure_ascii=False))
+    for row in rows:
         if row.error:
-            failed += 1
-            print(f"{row.path}\terror: {row.error}")
-        else:
+            print(f"{row.path}\tskipped: {row.error}", file=sys.stderr if args.json else sys.stdout)
+        elif not args.json:
             print(f"{row.path}\t{row.label}\t{row.probability:.4f}")
-    return 1 if failed else 0
+    return 1 if any(row.error for row in rows) else 0
+
+
+def _cmd_export(args: argparse.Namespace) -> int:
+    from .export import export_onnx
+
+    out = export_onnx(args.checkpoint, args.out, force=args.force)
+    print(f"wrote {out} ({out.stat().st_size / 1e6:.1f} MB); "
+          f"try it: catdog predict --model {out} PHOTO_OR_FOLDER")
+    return 0
+
+
+def _cmd_demo(args: argparse.Namespace) -> int:
+    from .demo import serve
+
+    serve(args.checkpoint, host=args.host, port=args.port, device=args.device)
+    return 0
 
 
 def _cmd_data_check(args: argparse.Namespace) -> int:
@@ -152,14 +176,33 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--checkpoint", type=_existing_path("checkpoint"), required=True)
     evaluate.add_argument("--data", type=_existing_path("data folder"), help="dataset root or class-folder root")
     evaluate.add_argument("--json", action="store_true", help="print one JSON object")
+    evaluate.add_argument("--batch-size", type=_positive(int), default=32, help="photos per forward pass (default 32)")
     evaluate.set_defaults(func=_cmd_evaluate)
 
-    predict = sub.add_parser("predict", help="class and probability for each image")
-    predict.add_argument("--checkpoint", type=_existing_path("checkpoint"), required=True)
-    predict.add_argument("images", nargs="+", type=_existing_path("image", file=True))
+    predict = sub.add_parser("predict", help="class and probability for each image (files or folders)")
+    model = predict.add_mutually_exclusive_group(required=True)
+    model.add_argument("--checkpoint", type=_existing_path("checkpoint", file=True),
+                       help="a best.pt from `catdog train`")
+    model.add_argument("--model", type=_existing_path("ONNX model", file=True),
+                       help="a model.onnx from `catdog export` (run by ONNX Runtime)")
+    predict.add_argument("images", nargs="+", type=_existing_path("image"), help="image files and folders of them")
+    predict.add_argument("--batch-size", type=_positive(int), default=32, help="photos per batch (default 32)")
+    predict.add_argument("--json", action="store_true", help="print one JSON object")
     predict.set_defaults(func=_cmd_predict)
 
-    for command in (train, evaluate, predict):
+    export = sub.add_parser("export", help="write a checkpoint's model as ONNX, for use outside PyTorch")
+    export.add_argument("--checkpoint", type=_existing_path("checkpoint", file=True), required=True)
+    export.add_argument("--out", type=Path, required=True, help="the .onnx file to write")
+    export.add_argument("--force", action="store_true", help="replace --out if it exists")
+    export.set_defaults(func=_cmd_export)
+
+    demo = sub.add_parser("demo", help="a web page: drop a photo, see the label, probabilities and Grad-CAM")
+    demo.add_argument("--checkpoint", type=_existing_path("checkpoint", file=True), required=True)
+    demo.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1: this machine only)")
+    demo.add_argument("--port", type=_positive(int), default=7860, help="default 7860")
+    demo.set_defaults(func=_cmd_demo)
+
+    for command in (train, evaluate, predict, demo):
         command.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda", "mps"])
     train.add_argument("--quiet", action="store_true", help="no progress bars")
 

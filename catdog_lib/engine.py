@@ -1,11 +1,12 @@
 """Run the frozen backbone on a CPU inference engine: OpenVINO, else ONNX Runtime, else PyTorch.
 
 A frozen backbone is a fixed function of its weights, so it is exported once to ONNX (which both
-engines read), checked against PyTorch in float32, and cached on disk (``$CATDOG_CACHE_DIR/engines``) under a key made
-of the backbone's id, a digest of its architecture and weights, the preprocessing and the engine: the
-next run only loads it. Both engines run in float32 and agree with PyTorch's float32 to about 1e-5;
-on 2 CPU cores OpenVINO runs the default backbone about twice as fast as PyTorch in bfloat16
-(docs/BENCHMARKS.md). GPUs, and machines without an engine, use PyTorch.
+engines read), checked against PyTorch in float32, and cached on disk (``$CATDOG_CACHE_DIR/engines``)
+under a key made of the backbone's id, a digest of its architecture and weights, and the engine: the
+next run only loads it. The export takes any batch and image size, so one file serves every view.
+Both engines run in float32 and agree with PyTorch's float32 to about 1e-5; on 2 CPU cores OpenVINO
+runs the default backbone about twice as fast as PyTorch in bfloat16 (docs/BENCHMARKS.md). GPUs, and
+machines without an engine, use PyTorch.
 
 ``backbone_runner(...)`` returns a callable ``runner(images[B, 3, H, W]) -> features[B, D]`` (float32,
 on the CPU) whatever runs it; ``runner.identity`` ("openvino:fp32", "torch:bfloat16", ...) names the
@@ -36,11 +37,11 @@ from torch import nn
 from .config import cache_dir
 from .devices import inference_autocast, inference_dtype, to_fast_layout
 from .errors import CatdogError
-from .transforms import Preprocessing
 
 ENGINE_ENV = "CATDOG_ENGINE"
 MIN_COSINE = 0.999  # an engine's features must point the same way as PyTorch's float32 ones
 MODEL_FILE, CHECK_FILE = "backbone.onnx", "check.json"
+PROBE_SIZE = 224  # the exactness check's image size (the export takes any)
 CHUNK = 8  # images per OpenVINO inference
 
 
@@ -120,7 +121,7 @@ class OnnxRuntimeRunner:
 
 
 def export_onnx(backbone: nn.Module, example: torch.Tensor, path: Path) -> None:
-    """Write ``backbone`` as ONNX with a free batch size.
+    """Write ``backbone`` as ONNX with a free batch size, height and width.
 
     TorchScript's exporter: it needs no extra package and takes a second or two on 2 cores (OpenVINO's
     own converter takes about 5x longer, torch.export about 3x); torch marks it as legacy.
@@ -128,7 +129,8 @@ def export_onnx(backbone: nn.Module, example: torch.Tensor, path: Path) -> None:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         torch.onnx.export(backbone, (example,), str(path), input_names=["images"], output_names=["features"],
-                          dynamic_axes={"images": {0: "batch"}, "features": {0: "batch"}}, dynamo=False)
+                          dynamic_axes={"images": {0: "batch", 2: "height", 3: "width"}, "features": {0: "batch"}},
+                          dynamo=False)
 
 
 @dataclass(frozen=True)
@@ -190,24 +192,24 @@ def weights_digest(backbone: nn.Module) -> str:
     return digest.hexdigest()
 
 
-def export_folder(root: Path, engine: Engine, backbone: nn.Module, backbone_id: str, prep: Preprocessing) -> Path:
+def export_folder(root: Path, engine: Engine, backbone: nn.Module, backbone_id: str) -> Path:
     """Where ``engine``'s export of ``backbone`` is cached: keyed like the feature cache, plus the weights."""
     version = getattr(importlib.import_module(engine.name), "__version__", "")
-    key = json.dumps({"backbone": backbone_id, "weights": weights_digest(backbone), **prep.as_dict(),
+    key = json.dumps({"backbone": backbone_id, "weights": weights_digest(backbone),
                       "engine": engine.identity, "version": version, "torch": str(torch.__version__)},
                      sort_keys=True)
     return Path(root) / f"{engine.name}-{hashlib.sha1(key.encode()).hexdigest()[:16]}"
 
 
-def _probe(prep: Preprocessing) -> torch.Tensor:
+def _probe() -> torch.Tensor:
     """Two fixed pseudo-random normalized images: the export's example input and its exactness check."""
-    return torch.randn(2, 3, prep.image_size, prep.image_size, generator=torch.Generator().manual_seed(0))
+    return torch.randn(2, 3, PROBE_SIZE, PROBE_SIZE, generator=torch.Generator().manual_seed(0))
 
 
-def _export(engine: Engine, backbone: nn.Module, prep: Preprocessing, folder: Path) -> None:
+def _export(engine: Engine, backbone: nn.Module, folder: Path) -> None:
     """Export a float32 CPU copy of ``backbone``, check it against PyTorch, then publish the folder atomically."""
     plain = copy.deepcopy(backbone).float().cpu().eval().to(memory_format=torch.contiguous_format)
-    probe = _probe(prep)
+    probe = _probe()
     folder.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{folder.name}.", dir=folder.parent))
     try:
@@ -234,13 +236,13 @@ def _load_checked(engine: Engine, folder: Path) -> Runner:
     return engine.load(folder / MODEL_FILE)
 
 
-def _engine_runner(engine: Engine, backbone: nn.Module, backbone_id: str, prep: Preprocessing, root: Path) -> Runner:
+def _engine_runner(engine: Engine, backbone: nn.Module, backbone_id: str, root: Path) -> Runner:
     """The cached export of ``backbone`` for ``engine`` (exported on first use), loaded.
 
     A damaged cached export is exported again; a cache that cannot be written gets a warning and an
     export for this run only (the engines keep the model in memory once loaded).
     """
-    folder = export_folder(root, engine, backbone, backbone_id, prep)
+    folder = export_folder(root, engine, backbone, backbone_id)
     if (folder / CHECK_FILE).exists():
         try:
             return _load_checked(engine, folder)
@@ -250,18 +252,18 @@ def _engine_runner(engine: Engine, backbone: nn.Module, backbone_id: str, prep: 
             pass
     shutil.rmtree(folder, ignore_errors=True)  # damaged, or left incomplete by hand
     try:
-        _export(engine, backbone, prep, folder)
+        _export(engine, backbone, folder)
     except OSError as error:
         warnings.warn(f"exported backbone not cached ({error}); exporting it again next run. "
                       "Set CATDOG_CACHE_DIR to a writable folder to keep it.", stacklevel=3)
         with tempfile.TemporaryDirectory(prefix="catdog-engine-") as tmp:
-            _export(engine, backbone, prep, Path(tmp) / folder.name)
+            _export(engine, backbone, Path(tmp) / folder.name)
             return _load_checked(engine, Path(tmp) / folder.name)
     return _load_checked(engine, folder)
 
 
-def backbone_runner(backbone: nn.Module, backbone_id: str, prep: Preprocessing, device: torch.device,
-                    reduced_precision: bool = True, cache_root: Path | None = None) -> Runner:
+def backbone_runner(backbone: nn.Module, backbone_id: str, device: torch.device, reduced_precision: bool = True,
+                    cache_root: Path | None = None) -> Runner:
     """The fastest exact enough way to run the frozen ``backbone`` on ``device`` (see the module docstring).
 
     An engine that cannot export, load or match this backbone only costs speed: a warning, then PyTorch.
@@ -270,7 +272,7 @@ def backbone_runner(backbone: nn.Module, backbone_id: str, prep: Preprocessing, 
     if name != "torch":
         engine = ENGINES[name]
         try:
-            return _engine_runner(engine, backbone, backbone_id, prep, cache_root or cache_dir() / "engines")
+            return _engine_runner(engine, backbone, backbone_id, cache_root or cache_dir() / "engines")
         except Exception as error:  # noqa: BLE001 - any failure of an optional engine falls back to PyTorch
             warnings.warn(f"{engine.name} not used for the backbone ({type(error).__name__}: {error}); "
                           f"running it in PyTorch. Set {ENGINE_ENV}=torch to skip the attempt.", stacklevel=2)

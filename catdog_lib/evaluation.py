@@ -2,11 +2,17 @@
 
 from __future__ import annotations
 
+import sys
+from collections.abc import Sequence
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
+from typing import TYPE_CHECKING
 
+import numpy as np
 import torch
 from sklearn.metrics import confusion_matrix, precision_recall_fscore_support
+from tqdm.auto import tqdm
 
 from .backbones import TransferNet, create_model
 from .checkpoint import load_checkpoint
@@ -15,10 +21,13 @@ from .datasets import SkippedFiles, iterate_good, make_loader
 from .devices import inference_autocast, pick_device, to_fast_layout
 from .engine import Runner, backbone_runner
 from .errors import CatdogError
-from .features import extract_features
-from .images import BadImageError, load_rgb
-from .layout import Sample, evaluation_folders, match_classes
+from .features import eval_views, extract_features
+from .layout import (IMAGE_EXTENSIONS, Sample, evaluation_folders, is_hidden_or_junk, is_image_file, match_classes,
+                     natural_key)
 from .transforms import Preprocessing, eval_transform
+
+if TYPE_CHECKING:
+    from .export import OnnxClassifier
 
 
 @dataclass
@@ -46,7 +55,7 @@ class LoadedModel:
                 return self.model(images.to(self.device).contiguous(memory_format=torch.channels_last)).float().cpu()
         if self.runner is None:
             self.runner = backbone_runner(self.model.backbone, self.meta.get("backbone_weights", self.meta["arch"]),
-                                          self.prep, self.device)
+                                          self.device)
         return self.model.head(self.runner(images).to(self.device)).float().cpu()
 
 
@@ -58,7 +67,7 @@ def load_model(checkpoint: str | Path, device: str = "auto") -> LoadedModel:
     if missing or "state_dict" not in data:
         raise CatdogError(f"{checkpoint}: checkpoint lacks {', '.join(sorted(missing) or ['state_dict'])}; "
                           "was it saved by `catdog train`?")
-    model = create_model(meta["arch"], len(meta["classes"]), weights=None)
+    model = create_model(meta["arch"], len(meta["classes"]), weights=None, head=meta.get("head"))
     try:
         model.load_state_dict(data["state_dict"])
     except RuntimeError as error:
@@ -99,17 +108,19 @@ class Evaluation:
 
 
 def _logits(loaded: LoadedModel, samples: list[Sample], skipped: SkippedFiles,
-            use_cache: bool, progress: bool) -> tuple[torch.Tensor, torch.Tensor, list[str]]:
+            use_cache: bool, progress: bool, batch_size: int) -> tuple[torch.Tensor, torch.Tensor, list[str]]:
     """Logits for the good images among ``samples``; frozen-backbone models reuse the feature cache."""
     model, device = loaded.model, loaded.device
     if use_cache and loaded.meta.get("recipe") == "features":
-        feats = extract_features(model.backbone, loaded.meta["backbone_weights"], samples, loaded.prep, device,
-                                 skipped, cache_root=cache_dir() / "features", views=("plain",), progress=progress)
+        feats = extract_features(model.backbone, loaded.meta["backbone_weights"], samples,
+                                 eval_views(eval_transform(loaded.prep)), device, skipped,
+                                 cache_root=cache_dir() / "features", min_size=loaded.prep.image_size,
+                                 batch_size=batch_size, progress=progress)
         with torch.no_grad():
             logits = model.head(feats.features[0].to(device)).float().cpu()
         return logits, feats.labels, [str(p) for p in feats.paths]
     indexed = [(path, index) for index, (path, _) in enumerate(samples)]  # label slot carries the index
-    loader = make_loader(indexed, eval_transform(loaded.prep), 32, min_size=loaded.prep.image_size)
+    loader = make_loader(indexed, eval_transform(loaded.prep), batch_size, min_size=loaded.prep.image_size)
     outputs, kept = [], []
     for images, indices in iterate_good(loader, skipped):
         outputs.append(loaded.logits(images))
@@ -120,10 +131,11 @@ def _logits(loaded: LoadedModel, samples: list[Sample], skipped: SkippedFiles,
     return torch.cat(outputs), labels, [str(samples[i][0]) for i in kept]
 
 
-def evaluate(loaded: LoadedModel, samples: list[Sample], use_cache: bool = True, progress: bool = True) -> Evaluation:
+def evaluate(loaded: LoadedModel, samples: list[Sample], use_cache: bool = True, progress: bool = True,
+             batch_size: int = 32) -> Evaluation:
     """Accuracy, loss, per-class metrics and predictions of ``loaded`` on ``samples``."""
     skipped = SkippedFiles()
-    logits, labels, paths = _logits(loaded, samples, skipped, use_cache, progress)
+    logits, labels, paths = _logits(loaded, samples, skipped, use_cache, progress, batch_size)
     if len(labels) == 0:
         raise CatdogError("no readable images to evaluate; check the folder with `catdog data check`.")
     loss = torch.nn.functional.cross_entropy(logits, labels).item()
@@ -148,23 +160,74 @@ def evaluate_folder(loaded: LoadedModel, root: str | Path, **kwargs) -> Evaluati
 
 @dataclass(frozen=True)
 class Prediction:
+    """One photo's predicted class and its probability, every class's probability, or why it was skipped."""
+
     path: str
     label: str | None
     probability: float
     error: str | None = None
+    probabilities: dict[str, float] = field(default_factory=dict)
+
+    def as_dict(self) -> dict:
+        if self.error:
+            return {"path": self.path, "error": self.error}
+        return {"path": self.path, "label": self.label, "probability": self.probability,
+                "probabilities": self.probabilities}
 
 
-def predict(loaded: LoadedModel, paths: list[str | Path]) -> list[Prediction]:
-    """Class and probability for each image file; a bad file gets an error instead of a label."""
-    transform = eval_transform(loaded.prep)
-    results = []
-    for path in paths:
-        try:
-            image = transform(load_rgb(path, loaded.prep.image_size)).unsqueeze(0)
-        except BadImageError as error:
-            results.append(Prediction(str(path), None, 0.0, str(error)))
+PROGRESS_AFTER = 32  # photos; fewer are done before a progress bar would help
+
+
+def image_files(paths: Sequence[str | Path]) -> list[Path]:
+    """The files as given, and each folder's image files (subfolders too, sorted by name)."""
+    files = []
+    for path in map(Path, paths):
+        if not path.is_dir():
+            files.append(path)
             continue
-        probabilities = loaded.logits(image).softmax(1)[0]
-        index = int(probabilities.argmax())
-        results.append(Prediction(str(path), loaded.classes[index], float(probabilities[index])))
-    return results
+        found = sorted((p for p in path.rglob("*") if is_image_file(p)
+                        and not any(is_hidden_or_junk(Path(part)) for part in p.relative_to(path).parts)),
+                       key=lambda p: (p.parent, natural_key(p)))
+        if not found:
+            raise CatdogError(f"{path}: no images in this folder (looked for {', '.join(sorted(IMAGE_EXTENSIONS))}).")
+        files.extend(found)
+    return files
+
+
+def _torch_probabilities(loaded: LoadedModel, images: torch.Tensor) -> np.ndarray:
+    return loaded.logits(images).softmax(1).numpy()
+
+
+def predict(model: LoadedModel | OnnxClassifier, paths: Sequence[str | Path], batch_size: int = 32,
+            progress: bool = True) -> list[Prediction]:
+    """Class and probabilities for each image file, folders expanded, in batches; input order kept.
+
+    ``model`` is a checkpoint's :class:`LoadedModel` or an exported ONNX model
+    (:func:`catdog_lib.export.load_onnx`). A bad file gets an error instead of a label. A progress bar
+    appears past ``PROGRESS_AFTER`` photos.
+    """
+    files = image_files(paths)
+    if isinstance(model, LoadedModel):
+        transform, run = eval_transform(model.prep), partial(_torch_probabilities, model)
+    else:
+        transform, run = model.transform, model.probabilities
+    indexed = [(path, index) for index, path in enumerate(files)]  # the label slot carries the index
+    workers = 0 if len(files) <= batch_size else None  # starting workers costs more than one batch
+    loader = make_loader(indexed, transform, batch_size, num_workers=workers, min_size=model.prep.image_size)
+    results: dict[int, Prediction] = {}
+    problems: dict[str, str] = {}
+    with tqdm(total=len(files), unit="photo", disable=not progress or len(files) <= PROGRESS_AFTER,
+              file=sys.stderr) as bar:
+        for images, indices, bad in loader:
+            problems.update(bad)
+            if len(indices):
+                for index, row in zip(indices.tolist(), run(images)):
+                    best = int(row.argmax())
+                    results[index] = Prediction(str(files[index]), model.classes[best], float(row[best]),
+                                                probabilities=dict(zip(model.classes, map(float, row))))
+            bar.update(len(indices) + len(bad))
+    for index, path in enumerate(files):
+        if index not in results:
+            reason = problems.get(str(path), "unreadable image")
+            results[index] = Prediction(str(path), None, 0.0, reason.removeprefix(f"{path}: "))
+    return [results[index] for index in range(len(files))]

@@ -16,12 +16,12 @@ from catdog_lib.datasets import SkippedFiles, make_loader
 from catdog_lib.engine import MIN_COSINE, backbone_runner, engine_identity, engine_name
 from catdog_lib.errors import CatdogError
 from catdog_lib.evaluation import evaluate, load_model, predict
-from catdog_lib.features import compute_features, extract_features
+from catdog_lib.features import compute_features, eval_views, extract_features, training_views
 from catdog_lib.images import load_rgb
 from catdog_lib.layout import find_dataset, read_class_folders
 from catdog_lib.prefetch import prefetched
 from catdog_lib.training import TrainConfig, train
-from catdog_lib.transforms import eval_transform
+from catdog_lib.transforms import eval_transform, train_transform
 from conftest import make_dataset
 
 CPU = torch.device("cpu")
@@ -57,9 +57,11 @@ def test_engine_features_match_pytorch_float32_on_real_photos(real_data_root, mo
     samples = test[:8] + test[-8:]  # cats and dogs
     prep = get_arch(DEFAULT_ARCH).prep
     backbone = create_model(DEFAULT_ARCH, 2).backbone.eval()
-    runner = backbone_runner(backbone, f"{DEFAULT_ARCH}:default", prep, CPU, cache_root=tmp_path)
+    runner = backbone_runner(backbone, f"{DEFAULT_ARCH}:default", CPU, cache_root=tmp_path)
     assert runner.identity == f"{name}:fp32"
-    features, kept = compute_features(runner, samples, prep, SkippedFiles(), views=("plain", "flip"), progress=False)
+    views = training_views(train_transform(prep))
+    assert views.names == ("plain", "flip")
+    features, kept = compute_features(runner, samples, views, SkippedFiles(), min_size=prep.image_size, progress=False)
     assert kept == list(range(16)) and features.dtype == torch.float32
     loader = make_loader(samples, eval_transform(prep), 16, num_workers=0, min_size=prep.image_size)
     images = next(iter(loader))[0]
@@ -72,7 +74,7 @@ def test_engine_features_match_pytorch_float32_on_real_photos(real_data_root, mo
 def test_the_export_is_cached_and_reused(tmp_path, monkeypatch):
     prep = get_arch("efficientnet_lite0").prep
     images = torch.randn(3, 3, prep.image_size, prep.image_size, generator=torch.Generator().manual_seed(1))
-    first = backbone_runner(_lite0(), "lite0:random:seed0", prep, CPU, cache_root=tmp_path)
+    first = backbone_runner(_lite0(), "lite0:random:seed0", CPU, cache_root=tmp_path)
     exports = list(tmp_path.iterdir())
     assert len(exports) == 1 and (exports[0] / engine.MODEL_FILE).stat().st_size > 1_000_000
 
@@ -80,11 +82,11 @@ def test_the_export_is_cached_and_reused(tmp_path, monkeypatch):
         raise AssertionError("exported again")
 
     monkeypatch.setattr(engine, "export_onnx", no_export)
-    second = backbone_runner(_lite0(), "lite0:random:seed0", prep, CPU, cache_root=tmp_path)  # same weights
+    second = backbone_runner(_lite0(), "lite0:random:seed0", CPU, cache_root=tmp_path)  # same weights
     assert second.identity == first.identity != "torch"
     torch.testing.assert_close(second(images), first(images))
     monkeypatch.undo()
-    backbone_runner(_lite0(seed=1), "lite0:random:seed0", prep, CPU, cache_root=tmp_path)  # other weights, same id
+    backbone_runner(_lite0(seed=1), "lite0:random:seed0", CPU, cache_root=tmp_path)  # other weights, same id
     assert len(list(tmp_path.iterdir())) == 2
 
 
@@ -92,11 +94,11 @@ def test_the_export_is_cached_and_reused(tmp_path, monkeypatch):
 def test_a_damaged_export_is_exported_again(tmp_path):
     prep = get_arch("efficientnet_lite0").prep
     backbone = _lite0()
-    backbone_runner(backbone, "lite0", prep, CPU, cache_root=tmp_path)
+    backbone_runner(backbone, "lite0", CPU, cache_root=tmp_path)
     (model,) = tmp_path.glob(f"*/{engine.MODEL_FILE}")
     model.write_bytes(model.read_bytes()[:1000])
     images = torch.randn(2, 3, prep.image_size, prep.image_size)
-    runner = backbone_runner(backbone, "lite0", prep, CPU, cache_root=tmp_path)
+    runner = backbone_runner(backbone, "lite0", CPU, cache_root=tmp_path)
     assert runner.identity != "torch:float32" and model.stat().st_size > 1_000_000
     cosine = torch.nn.functional.cosine_similarity(runner(images), _fp32_features(backbone, images), dim=1)
     assert cosine.min() >= MIN_COSINE
@@ -107,7 +109,7 @@ def test_an_inexact_engine_falls_back_to_pytorch_with_a_warning(tmp_path, monkey
     monkeypatch.setattr(engine, "MIN_COSINE", 1.5)  # no export can meet this
     prep = get_arch("efficientnet_lite0").prep
     with pytest.warns(UserWarning, match="differ from PyTorch's.*running it in PyTorch"):
-        runner = backbone_runner(_lite0(), "lite0", prep, CPU, reduced_precision=False, cache_root=tmp_path)
+        runner = backbone_runner(_lite0(), "lite0", CPU, reduced_precision=False, cache_root=tmp_path)
     assert runner.identity == "torch:float32"
 
 
@@ -130,10 +132,11 @@ def test_features_of_different_engines_are_cached_apart(tmp_path, monkeypatch, s
     prep = get_arch(small_arch).prep
     backbone = _lite0()
     cache = tmp_path / "features"
-    run = dict(cache_root=cache, views=("plain",), progress=False, reduced_precision=False)
-    with_engine = extract_features(backbone, "b", samples, prep, CPU, SkippedFiles(), **run)
+    run = dict(cache_root=cache, min_size=prep.image_size, progress=False, reduced_precision=False)
+    views = eval_views(eval_transform(prep))
+    with_engine = extract_features(backbone, "b", samples, views, CPU, SkippedFiles(), **run)
     _hide_engines(monkeypatch)
-    in_torch = extract_features(backbone, "b", samples, prep, CPU, SkippedFiles(), **run)
+    in_torch = extract_features(backbone, "b", samples, views, CPU, SkippedFiles(), **run)
     assert len([folder for folder in cache.iterdir() if folder.is_dir()]) == 2  # one per engine
     cosine = torch.nn.functional.cosine_similarity(with_engine.features[0], in_torch.features[0], dim=1)
     assert cosine.min() >= MIN_COSINE
@@ -211,7 +214,7 @@ def test_an_unwritable_engine_cache_warns_and_still_uses_the_engine(tmp_path):
     prep = get_arch("efficientnet_lite0").prep
     backbone = _lite0()
     with pytest.warns(UserWarning, match="exported backbone not cached .*Set CATDOG_CACHE_DIR to a writable folder"):
-        runner = backbone_runner(backbone, "lite0", prep, CPU, cache_root=blocker / "engines")
+        runner = backbone_runner(backbone, "lite0", CPU, cache_root=blocker / "engines")
     assert runner.identity == engine_identity(CPU) != "torch:float32"
     images = torch.randn(2, 3, prep.image_size, prep.image_size)
     cosine = torch.nn.functional.cosine_similarity(runner(images), _fp32_features(backbone, images), dim=1)
