@@ -238,7 +238,7 @@ def results_rows(results: dict[str, Any]) -> list[list[str]]:
     return [
         row(f"Tutorial: seconds per training photo (VGG16_bn, batch {TUTORIAL_BATCH_SIZE})",
             f"{tut['seconds_per_photo']:.3f} s"),
-        row(f"Ours: feature extraction ({ext['arch']}, decode included)",
+        row(f"Ours: feature extraction ({ext['arch']} on {ext['engine']}, decode included)",
             f"{ext['forwards_per_s']:.1f} images/s through the backbone "
             f"({ext['images_per_s']:.1f} photos/s x 2 views)",
             "backbone_images_per_s", ext["forwards_per_s"]),
