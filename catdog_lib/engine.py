@@ -58,7 +58,7 @@ class TorchRunner:
         self.backbone = to_fast_layout(backbone.eval(), device)
         self.device = device
         self.reduced_precision = reduced_precision
-        self.identity = "torch:" + str(inference_dtype(device, reduced_precision)).removeprefix("torch.")
+        self.identity = torch_identity(device, reduced_precision)
 
     @torch.inference_mode()
     def __call__(self, images: torch.Tensor) -> torch.Tensor:
@@ -135,10 +135,9 @@ def export_onnx(backbone: nn.Module, example: torch.Tensor, path: Path) -> None:
 
 @dataclass(frozen=True)
 class Engine:
-    """An inference engine: its Python module, pip package and runner (built from an ONNX file)."""
+    """An inference engine: its Python module (and pip package) and its runner, built from an ONNX file."""
 
     name: str
-    package: str
     load: Callable[[Path], Runner]
 
     @property
@@ -147,8 +146,8 @@ class Engine:
 
 
 ENGINES = {  # fastest first, measured on 2 CPU cores (docs/BENCHMARKS.md)
-    "openvino": Engine("openvino", "openvino", OpenVINORunner),
-    "onnxruntime": Engine("onnxruntime", "onnxruntime", OnnxRuntimeRunner),
+    "openvino": Engine("openvino", OpenVINORunner),
+    "onnxruntime": Engine("onnxruntime", OnnxRuntimeRunner),
 }
 
 
@@ -167,7 +166,7 @@ def engine_name(device: torch.device) -> str:
         raise CatdogError(f"{ENGINE_ENV}={wanted}: unknown engine; use auto, torch, {', '.join(ENGINES)}.")
     if wanted != "auto" and wanted != "torch" and not installed(wanted):
         raise CatdogError(f"{ENGINE_ENV}={wanted}: {wanted} is not installed. "
-                          f"pip install {ENGINES[wanted].package}, or unset {ENGINE_ENV}.")
+                          f"pip install {wanted}, or unset {ENGINE_ENV}.")
     if device.type != "cpu" or wanted == "torch":
         return "torch"
     if wanted != "auto":
@@ -175,12 +174,15 @@ def engine_name(device: torch.device) -> str:
     return next((name for name in ENGINES if installed(name)), "torch")
 
 
+def torch_identity(device: torch.device, reduced_precision: bool = True) -> str:
+    """"torch:bfloat16", "torch:float16" or "torch:float32": how PyTorch runs a frozen backbone on ``device``."""
+    return "torch:" + str(inference_dtype(device, reduced_precision)).removeprefix("torch.")
+
+
 def engine_identity(device: torch.device, reduced_precision: bool = True) -> str:
     """The identity of the runner :func:`backbone_runner` would pick, without building it."""
     name = engine_name(device)
-    if name == "torch":
-        return "torch:" + str(inference_dtype(device, reduced_precision)).removeprefix("torch.")
-    return ENGINES[name].identity
+    return torch_identity(device, reduced_precision) if name == "torch" else ENGINES[name].identity
 
 
 def weights_digest(backbone: nn.Module) -> str:
