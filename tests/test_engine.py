@@ -208,7 +208,10 @@ def test_prefetched_stops_its_thread_when_the_consumer_stops():
 
 
 @needs_engine
-def test_an_unwritable_engine_cache_warns_and_still_uses_the_engine(tmp_path):
+def test_an_unwritable_engine_cache_warns_and_still_uses_the_engine(tmp_path, monkeypatch):
+    scratch = tmp_path / "tmp"
+    scratch.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(scratch))  # where the one-run export goes
     blocker = tmp_path / "not-a-folder"
     blocker.write_text("a file where the cache folder should be")
     prep = get_arch("efficientnet_lite0").prep
@@ -219,4 +222,4 @@ def test_an_unwritable_engine_cache_warns_and_still_uses_the_engine(tmp_path):
     images = torch.randn(2, 3, prep.image_size, prep.image_size)
     cosine = torch.nn.functional.cosine_similarity(runner(images), _fp32_features(backbone, images), dim=1)
     assert cosine.min() >= MIN_COSINE  # the temporary export is gone; the loaded model still runs
-    assert not list(Path(tempfile.gettempdir()).glob("catdog-engine-*"))
+    assert not any(scratch.iterdir())
