@@ -42,6 +42,29 @@ def _positive(kind: type):
     return check
 
 
+def _learning_rate(value: str) -> float:
+    """A learning rate above 0 and at most 1 (the tutorial's is 1e-3; far above 1 overflows at once)."""
+    try:
+        number = float(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"invalid float value: {value!r}") from None
+    if not 0 < number <= 1:
+        raise argparse.ArgumentTypeError(f"must be positive and at most 1 (e.g. 1e-3), got {value}")
+    return number
+
+
+def _seed(value: str) -> int:
+    """A seed every RNG accepts (NumPy's limit): an integer from 0 to 2**32 - 1."""
+    try:
+        number = int(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"invalid int value: {value!r}") from None
+    if not 0 <= number <= MAX_SEED:
+        raise argparse.ArgumentTypeError(f"must be an integer from 0 to {MAX_SEED}, got {value}")
+    return number
+
+
+MAX_SEED = 2**32 - 1
 RUN_SETTINGS = ("data", "out", "arch", "recipe", "epochs", "batch_size", "lr", "seed", "weights")
 
 
@@ -58,11 +81,11 @@ def _cmd_train(args: argparse.Namespace) -> int:
                                     progress=not args.quiet), resume=True)
         out = args.resume
     else:
-        if not args.out:
+        if args.out is None:
             raise CatdogError("train: --out RUN_DIR is required (or --resume RUN_DIR).")
         if given.get("weights") == "none":
             given["weights"] = None
-        given.update(data=str(data_root(args.data)), out=str(args.out))
+        given.update(data=str(data_root(args.data).resolve()), out=str(args.out))
         metrics = train(TrainConfig(**given, device=args.device, progress=not args.quiet))
         out = args.out
     print(f"best valid accuracy {metrics['best_valid_accuracy']:.4f} at epoch {metrics['best_epoch']} "
@@ -159,14 +182,14 @@ def build_parser() -> argparse.ArgumentParser:
 
     train = sub.add_parser("train", help="train a classifier; writes best.pt, last.pt, metrics.json, split.json")
     train.add_argument("--data", help="dataset root (default: $CATDOG_DATA_DIR, else data/cat-and-dog)")
-    train.add_argument("--out", type=Path, help="run folder to create")
+    train.add_argument("--out", help="run folder to create (new or empty)")
     train.add_argument("--arch", choices=sorted(ARCHS), help=f"backbone (default {DEFAULT_ARCH})")
     train.add_argument("--recipe", choices=RECIPES, help=f"default {defaults.recipe}")
     train.add_argument("--epochs", type=_positive(int), help=f"most epochs (default {defaults.epochs})")
     train.add_argument("--batch-size", type=_positive(int), help=f"default {defaults.batch_size}")
-    train.add_argument("--lr", type=_positive(float),
+    train.add_argument("--lr", type=_learning_rate,
                        help=f"learning rate (default {DEFAULT_LR['features']} features, {DEFAULT_LR['finetune']} finetune)")
-    train.add_argument("--seed", type=int, help=f"default {defaults.seed}")
+    train.add_argument("--seed", type=_seed, help=f"0 to 2**32-1 (default {defaults.seed})")
     train.add_argument("--weights", help="'default' (ImageNet; downloads for torchvision archs), "
                                          "a local .pth file, or 'none'")
     train.add_argument("--resume", type=_existing_path("run folder"), help="continue an interrupted run")
