@@ -470,7 +470,7 @@ def test_split_json_holds_absolute_paths_and_survives_a_move(tmp_path: Path, mon
 
 
 def _cache(root: Path) -> FeatureCache:
-    return FeatureCache(root, "lite0:test", torch.float32)
+    return FeatureCache(root, "lite0:test", "torch:float32")
 
 
 @pytest.fixture
