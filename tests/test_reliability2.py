@@ -521,7 +521,7 @@ SHARED_CACHE = r"""
 import sys, warnings, torch
 from pathlib import Path
 from catdog_lib.features import FeatureCache
-cache = FeatureCache(Path(sys.argv[1]), "lite0:test", torch.float32)
+cache = FeatureCache(Path(sys.argv[1]), "lite0:test", "torch:float32")
 print(sorted(cache.load()))
 with warnings.catch_warnings(record=True) as caught:
     warnings.simplefilter("always")
