@@ -593,7 +593,7 @@ def test_bad_seed_and_learning_rate_are_one_line(tmp_path: Path, cli, flag: str,
 
 def test_a_loss_that_becomes_nan_stops_the_run(tmp_path: Path, small_arch: str) -> None:
     root = make_dataset(tmp_path / "data", {"cats": 8, "dogs": 8})
-    with pytest.raises(CatdogError, match=r"loss at epoch \d became nan: training diverged. Lower --lr"):
+    with pytest.raises(CatdogError, match=r"loss at epoch \d became nan: training diverged. Lower the learning rate \(--lr"):
         train(TrainConfig(data=str(root), out=str(tmp_path / "run"), arch=small_arch, epochs=3, batch_size=4,
                           lr=1e36, weights=None, num_workers=0, progress=False))
     with pytest.raises(CatdogError, match="the learning rate must be positive"):
