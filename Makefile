@@ -10,8 +10,9 @@ SHARED_DATA := $(abspath ../shared/data/cat-and-dog)
 # Point at the shared real photos when they exist and the caller did not choose a data folder.
 export CATDOG_DATA_DIR ?= $(if $(wildcard $(SHARED_DATA)/training_set),$(SHARED_DATA),)
 
-# The package with its extras: Jupyter (notebooks, `catdog course`), Kaggle downloads, tests, browser tests.
-EXTRAS := jupyter,kaggle,dev,browser
+# The package with its extras: Jupyter (notebooks, `catdog course`), Kaggle downloads, tests, browser tests,
+# the OpenVINO engine.
+EXTRAS := jupyter,kaggle,dev,browser,engine
 LAB_SETTINGS := $(VENV)/share/jupyter/lab/settings
 
 .PHONY: run test test-browser bench install clean-notebooks
@@ -42,7 +43,7 @@ $(VENV)/.demo-installed: $(STAMP)
 	touch $@
 
 bench: $(STAMP)
-	$(BIN)/python benchmarks/bench.py
+	$(BIN)/python benchmarks/bench.py $(ARGS)
 
 clean-notebooks: $(STAMP)
 	$(BIN)/jupyter nbconvert --clear-output --inplace notebooks/*.ipynb
