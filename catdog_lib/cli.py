@@ -75,11 +75,12 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
     from .evaluation import evaluate_folder, load_model
 
     loaded = load_model(args.checkpoint, args.device)
-    result = evaluate_folder(loaded, data_root(args.data), progress=not args.json)
+    result = evaluate_folder(loaded, data_root(args.data), progress=not args.json, tta=args.tta)
     if args.json:
         print(json.dumps(result.summary()))
     else:
-        print(f"accuracy {result.accuracy:.4f} on {result.n} images, loss {result.loss:.4f}")
+        print(f"accuracy {result.accuracy:.4f} on {result.n} images, loss {result.loss:.4f}"
+              + (" (test-time augmentation: plain + mirrored)" if result.tta else ""))
         for name, row in result.per_class.items():
             print(f"  {name}: precision {row['precision']:.4f} recall {row['recall']:.4f} n {row['n']}")
         if result.skipped:
@@ -92,7 +93,7 @@ def _cmd_predict(args: argparse.Namespace) -> int:
 
     loaded = load_model(args.checkpoint, args.device)
     failed = 0
-    for row in predict(loaded, args.images):
+    for row in predict(loaded, args.images, tta=args.tta):
         if row.error:
             failed += 1
             print(f"{row.path}\terror: {row.error}")
@@ -161,6 +162,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     for command in (train, evaluate, predict):
         command.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda", "mps"])
+    for command in (evaluate, predict):
+        command.add_argument("--tta", action="store_true",
+                             help="test-time augmentation: average the photo's and its mirror image's probabilities")
     train.add_argument("--quiet", action="store_true", help="no progress bars")
 
     data = sub.add_parser("data", help="get and check datasets")

@@ -1,7 +1,13 @@
-"""Load a checkpoint as a model, measure it on a folder of photos, and predict single images."""
+"""Load a checkpoint as a model, measure it on a folder of photos, and predict single images.
+
+Test-time augmentation (``tta=True``) averages the softmax of each photo and its mirror image: the
+classifier was trained on mirrored photos too, so both views are fair questions and their average
+is a steadier answer. A frozen-backbone checkpoint gets both views' features from the feature cache.
+"""
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -68,6 +74,7 @@ class Evaluation:
     paths: list[str] = field(repr=False)
     labels: list[int] = field(repr=False)
     probabilities: list[list[float]] = field(repr=False)
+    tta: bool = False
 
     @property
     def predictions(self) -> list[int]:
@@ -82,41 +89,61 @@ class Evaluation:
 
     def summary(self) -> dict:
         return {"accuracy": self.accuracy, "loss": self.loss, "n": self.n, "per_class": self.per_class,
-                "confusion": self.confusion, "classes": self.classes, "skipped": self.skipped}
+                "confusion": self.confusion, "classes": self.classes, "skipped": self.skipped, "tta": self.tta}
 
 
-def _logits(loaded: LoadedModel, samples: list[Sample], skipped: SkippedFiles,
-            use_cache: bool, progress: bool) -> tuple[torch.Tensor, torch.Tensor, list[str]]:
-    """Logits for the good images among ``samples``; frozen-backbone models reuse the feature cache."""
+def _logits(loaded: LoadedModel, samples: list[Sample], skipped: SkippedFiles, use_cache: bool,
+            progress: bool, views: tuple[str, ...] = ("plain",)) -> tuple[torch.Tensor, torch.Tensor, list[str]]:
+    """Logits ``[view, image, class]`` for the good images among ``samples``; frozen-backbone models
+    reuse the feature cache (looked up per view, so a cached plain view is not computed again)."""
     model, device = loaded.model, loaded.device
     if use_cache and loaded.meta.get("recipe") == "features":
-        feats = extract_features(model.backbone, loaded.meta["backbone_weights"], samples, loaded.prep, device,
-                                 skipped, cache_root=cache_dir() / "features", views=("plain",), progress=progress)
+        per_view = [extract_features(model.backbone, loaded.meta["backbone_weights"], samples, loaded.prep, device,
+                                     skipped, cache_root=cache_dir() / "features", views=(view,), progress=progress)
+                    for view in views]
+        if any(feats.paths != per_view[0].paths for feats in per_view):
+            raise CatdogError("the test images changed while they were read; run the evaluation again.")
         with torch.no_grad():
-            logits = model.head(feats.features[0].to(device)).float().cpu()
-        return logits, feats.labels, [str(p) for p in feats.paths]
+            logits = torch.stack([model.head(feats.features[0].to(device)).float().cpu() for feats in per_view])
+        return logits, per_view[0].labels, [str(p) for p in per_view[0].paths]
     indexed = [(path, index) for index, (path, _) in enumerate(samples)]  # label slot carries the index
     loader = make_loader(indexed, eval_transform(loaded.prep), 32, min_size=loaded.prep.image_size)
     outputs, kept = [], []
     with torch.inference_mode():
         for images, indices in iterate_good(loader, skipped):
             with inference_autocast(device):
-                outputs.append(model(images.to(device).contiguous(memory_format=torch.channels_last)).float().cpu())
+                images = images.to(device).contiguous(memory_format=torch.channels_last)
+                outputs.append(torch.stack([model(images.flip(-1) if view == "flip" else images)
+                                            for view in views]).float().cpu())
             kept.extend(indices.tolist())
     if not outputs:
-        return torch.empty(0, len(loaded.classes)), torch.empty(0, dtype=torch.long), []
+        return torch.empty(len(views), 0, len(loaded.classes)), torch.empty(0, dtype=torch.long), []
     labels = torch.tensor([samples[i][1] for i in kept], dtype=torch.long)
-    return torch.cat(outputs), labels, [str(samples[i][0]) for i in kept]
+    return torch.cat(outputs, dim=1), labels, [str(samples[i][0]) for i in kept]
 
 
-def evaluate(loaded: LoadedModel, samples: list[Sample], use_cache: bool = True, progress: bool = True) -> Evaluation:
-    """Accuracy, loss, per-class metrics and predictions of ``loaded`` on ``samples``."""
+def mean_log_probabilities(logits: torch.Tensor) -> torch.Tensor:
+    """Log of the softmax averaged over views: ``[view, image, class]`` -> ``[image, class]``.
+
+    With one view this is exactly ``log_softmax`` (so the loss is the usual cross-entropy).
+    """
+    return torch.logsumexp(logits.log_softmax(-1), dim=0) - math.log(len(logits))
+
+
+def evaluate(loaded: LoadedModel, samples: list[Sample], use_cache: bool = True, progress: bool = True,
+             tta: bool = False) -> Evaluation:
+    """Accuracy, loss, per-class metrics and predictions of ``loaded`` on ``samples``.
+
+    ``tta``: average the probabilities of each photo and its mirror image (test-time augmentation).
+    """
     skipped = SkippedFiles()
-    logits, labels, paths = _logits(loaded, samples, skipped, use_cache, progress)
+    views = ("plain", "flip") if tta else ("plain",)
+    logits, labels, paths = _logits(loaded, samples, skipped, use_cache, progress, views)
     if len(labels) == 0:
         raise CatdogError("no readable images to evaluate; check the folder with `catdog data check`.")
-    loss = torch.nn.functional.cross_entropy(logits, labels).item()
-    probabilities = logits.softmax(1)
+    log_probabilities = mean_log_probabilities(logits)
+    loss = torch.nn.functional.nll_loss(log_probabilities, labels).item()
+    probabilities = log_probabilities.exp()
     predictions = probabilities.argmax(1)
     classes = loaded.classes
     indices = list(range(len(classes)))
@@ -127,7 +154,7 @@ def evaluate(loaded: LoadedModel, samples: list[Sample], use_cache: bool = True,
     return Evaluation(
         classes=classes, accuracy=float((predictions == labels).float().mean()), loss=loss, n=len(labels),
         per_class=per_class, confusion=confusion_matrix(labels, predictions, labels=indices).tolist(),
-        skipped=skipped.paths(), paths=paths, labels=labels.tolist(), probabilities=probabilities.tolist())
+        skipped=skipped.paths(), paths=paths, labels=labels.tolist(), probabilities=probabilities.tolist(), tta=tta)
 
 
 def evaluate_folder(loaded: LoadedModel, root: str | Path, **kwargs) -> Evaluation:
@@ -143,8 +170,11 @@ class Prediction:
     error: str | None = None
 
 
-def predict(loaded: LoadedModel, paths: list[str | Path]) -> list[Prediction]:
-    """Class and probability for each image file; a bad file gets an error instead of a label."""
+def predict(loaded: LoadedModel, paths: list[str | Path], tta: bool = False) -> list[Prediction]:
+    """Class and probability for each image file; a bad file gets an error instead of a label.
+
+    ``tta``: average the probabilities of the image and its mirror image.
+    """
     transform = eval_transform(loaded.prep)
     results = []
     for path in paths:
@@ -155,7 +185,9 @@ def predict(loaded: LoadedModel, paths: list[str | Path]) -> list[Prediction]:
             continue
         with torch.inference_mode(), inference_autocast(loaded.device):
             image = image.to(loaded.device).contiguous(memory_format=torch.channels_last)
-            probabilities = loaded.model(image).float().softmax(1)[0].cpu()
+            if tta:
+                image = torch.cat([image, image.flip(-1)])
+            probabilities = loaded.model(image).float().softmax(1).mean(0).cpu()
         index = int(probabilities.argmax())
         results.append(Prediction(str(path), loaded.classes[index], float(probabilities[index])))
     return results
