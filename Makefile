@@ -1,6 +1,7 @@
 # Two commands do all set-up on a fresh machine:
 #   make run   - the whole course, end to end (CATDOG_FAST=1 for the quick version)
 #   make test  - the test suite (notebooks included)
+#   make student - the student copy: notebooks without solutions or outputs, in student/
 PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV := .venv
 BIN := $(VENV)/bin
@@ -9,7 +10,7 @@ SHARED_DATA := $(abspath ../shared/data/cat-and-dog)
 # Point at the shared real photos when they exist and the caller did not choose a data folder.
 export CATDOG_DATA_DIR ?= $(if $(wildcard $(SHARED_DATA)/training_set),$(SHARED_DATA),)
 
-.PHONY: run test bench install clean-notebooks
+.PHONY: run test bench install clean-notebooks student
 
 install: $(STAMP)
 
@@ -24,6 +25,9 @@ run: $(STAMP)
 
 test: $(STAMP)
 	$(BIN)/python -m pytest -q tests notebooks --nbval-lax --nbval-current-env
+
+student: $(STAMP)
+	$(BIN)/catdog course --student student
 
 bench: $(STAMP)
 	$(BIN)/python benchmarks/bench.py

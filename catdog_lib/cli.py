@@ -121,8 +121,16 @@ def _cmd_data_download(args: argparse.Namespace) -> int:
 
 
 def _cmd_course(args: argparse.Namespace) -> int:
-    from .course import run_course
+    from .course import NOTEBOOK_DIR, NOTEBOOKS, run_course
 
+    if args.student is not None:
+        from .student import write_student_copy
+
+        if args.fast or args.out:
+            raise CatdogError("--student writes the student copy and runs nothing; drop --fast/--out.")
+        written = write_student_copy([NOTEBOOK_DIR / name for name in NOTEBOOKS], args.student)
+        print(f"student copy: {len(written)} notebooks without solutions or outputs in {args.student}")
+        return 0
     return run_course(fast=args.fast, out=args.out)
 
 
@@ -180,6 +188,8 @@ def build_parser() -> argparse.ArgumentParser:
     course = sub.add_parser("course", help="run all notebooks in order into runs/<timestamp>/")
     course.add_argument("--fast", action="store_true", help="small subset, few epochs (as CATDOG_FAST=1)")
     course.add_argument("--out", type=Path, help="output folder (default runs/<timestamp>)")
+    course.add_argument("--student", type=Path, nargs="?", const=Path("student"), metavar="OUT",
+                        help="write the notebooks without solutions or outputs to OUT (default student/); run nothing")
     course.set_defaults(func=_cmd_course)
     return parser
 
