@@ -45,12 +45,12 @@ from catdog_lib.datasets import SkippedFiles
 from catdog_lib.devices import inference_dtype, pick_device, set_seed
 from catdog_lib.errors import CatdogError
 from catdog_lib.evaluation import evaluate_folder, load_model
-from catdog_lib.features import VIEWS, compute_features
+from catdog_lib.features import compute_features, training_views
 from catdog_lib.images import load_rgb
 from catdog_lib.layout import find_dataset
 from catdog_lib.split import Split, stratified_split
 from catdog_lib.training import TrainConfig, train
-from catdog_lib.transforms import eval_transform
+from catdog_lib.transforms import eval_transform, train_transform
 
 TARGET_ACCURACY = 0.975
 TUTORIAL_EPOCHS_TO_TARGET = 2  # the tutorial's log first passes 97.5% valid accuracy after its 2nd epoch
@@ -361,14 +361,15 @@ def extraction_part(root: Path, n_images: int) -> dict[str, Any]:
     split = _split(root)
     prep = get_arch(DEFAULT_ARCH).prep
     backbone = create_model(DEFAULT_ARCH, len(split.classes)).backbone
-    run = dict(prep=prep, device=device, skipped=SkippedFiles(), progress=False)
+    views = training_views(train_transform(prep))
+    run = dict(views=views, device=device, skipped=SkippedFiles(), min_size=prep.image_size, progress=False)
     compute_features(backbone, split.valid[:PROFILE_BATCH], **run)  # warm-up on other photos
     started = time.perf_counter()
     features, kept = compute_features(backbone, split.train[:n_images], **run)
     elapsed = time.perf_counter() - started
     rate = len(kept) / elapsed
     return {"arch": DEFAULT_ARCH, "images": len(kept), "seconds": elapsed, "images_per_s": rate,
-            "forwards_per_s": rate * len(VIEWS), "feature_dim": features.shape[-1]}
+            "forwards_per_s": rate * len(views.names), "feature_dim": features.shape[-1]}
 
 
 def recipe_part(root: Path) -> dict[str, Any]:

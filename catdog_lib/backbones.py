@@ -41,13 +41,24 @@ class TransferNet(nn.Module):
             parameter.requires_grad = False
 
 
+def linear_head(classifier: nn.Linear, n_classes: int) -> nn.Module:
+    """The course's surgery on an ImageNet ``Linear(features, 1000)``: dropout, then ``Linear(features, n)``."""
+    return nn.Sequential(nn.Dropout(0.2), nn.Linear(classifier.in_features, n_classes))
+
+
 @dataclass(frozen=True)
 class Arch:
-    """How to build one architecture: its preprocessing and a builder (weights, n_classes) -> model."""
+    """Everything about one backbone: its preprocessing, how to load it, and the surgery on its classifier.
+
+    ``pretrained(weights)`` returns ``(backbone, classifier)``: the network split into the part that
+    maps images to a feature vector (with ``num_features``) and its ImageNet classifier;
+    ``surgery(classifier, n_classes)`` turns that classifier into the new head.
+    """
 
     name: str
     prep: Preprocessing
-    build: Callable[[str | Path | None, int], TransferNet]
+    pretrained: Callable[[str | Path | None], tuple[nn.Module, nn.Module]]
+    surgery: Callable[[nn.Module, int], nn.Module] = linear_head
 
 
 LITE_SIZES = {0: 224, 1: 240, 2: 260}  # each EfficientNet-Lite's native input size
@@ -74,8 +85,8 @@ def load_lite_weights(model: nn.Module, state: dict[str, torch.Tensor]) -> None:
     model.load_state_dict(dict(zip(target, state.values())))
 
 
-def _lite_builder(n: int) -> Callable[[str | Path | None, int], TransferNet]:
-    def build(weights: str | Path | None, n_classes: int) -> TransferNet:
+def _lite_pretrained(n: int) -> Callable[[str | Path | None], tuple[nn.Module, nn.Module]]:
+    def load(weights: str | Path | None) -> tuple[nn.Module, nn.Module]:
         import timm
 
         model = timm.create_model(f"tf_efficientnet_lite{n}", pretrained=False)
@@ -83,10 +94,10 @@ def _lite_builder(n: int) -> Callable[[str | Path | None, int], TransferNet]:
             load_lite_weights(model, _lite_state_dict(n))
         elif weights is not None:
             load_lite_weights(model, _read_weights_file(Path(weights)))
-        feature_dim = model.num_features
-        model.reset_classifier(0)  # the backbone now ends in global average pooling
-        return TransferNet(model, nn.Sequential(nn.Dropout(0.2), nn.Linear(feature_dim, n_classes)))
-    return build
+        classifier = model.get_classifier()
+        model.reset_classifier(0)  # the backbone now ends in global average pooling (timm sets num_features)
+        return model, classifier
+    return load
 
 
 def _read_weights_file(path: Path) -> dict[str, torch.Tensor]:
@@ -132,33 +143,48 @@ def _torchvision_model(arch: str, weights: str | Path | None) -> nn.Module:
     return model
 
 
-def _build_vgg16_bn(weights: str | Path | None, n_classes: int) -> TransferNet:
-    """The tutorial's model: VGG16_bn, classifier[3] -> Linear(4096, 512), classifier[6] -> Linear(512, n)."""
+def _features_of(module: nn.Module, num_features: int) -> nn.Module:
+    module.num_features = num_features
+    return module
+
+
+def _vgg16_bn_pretrained(weights: str | Path | None) -> tuple[nn.Module, nn.Module]:
     vgg = _torchvision_model("vgg16_bn", weights)
-    vgg.classifier[3] = nn.Linear(4096, 512)
-    vgg.classifier[6] = nn.Linear(512, n_classes)
-    return TransferNet(nn.Sequential(vgg.features, vgg.avgpool, nn.Flatten(1)), vgg.classifier)
+    return _features_of(nn.Sequential(vgg.features, vgg.avgpool, nn.Flatten(1)), 512 * 7 * 7), vgg.classifier
 
 
-def _build_resnet50(weights: str | Path | None, n_classes: int) -> TransferNet:
+def vgg16_bn_surgery(classifier: nn.Sequential, n_classes: int) -> nn.Module:
+    """The tutorial's head: VGG16_bn's classifier with [3] -> Linear(4096, 512) and [6] -> Linear(512, n)."""
+    classifier[3] = nn.Linear(4096, 512)
+    classifier[6] = nn.Linear(512, n_classes)
+    return classifier
+
+
+def _resnet50_pretrained(weights: str | Path | None) -> tuple[nn.Module, nn.Module]:
     resnet = _torchvision_model("resnet50", weights)
-    feature_dim = resnet.fc.in_features
-    resnet.fc = nn.Identity()
-    return TransferNet(resnet, nn.Linear(feature_dim, n_classes))
+    classifier, resnet.fc = resnet.fc, nn.Identity()
+    return _features_of(resnet, classifier.in_features), classifier
 
 
-def _build_mobilenet_v3_large(weights: str | Path | None, n_classes: int) -> TransferNet:
+def _mobilenet_v3_large_pretrained(weights: str | Path | None) -> tuple[nn.Module, nn.Module]:
     net = _torchvision_model("mobilenet_v3_large", weights)
-    net.classifier[-1] = nn.Linear(net.classifier[-1].in_features, n_classes)
-    return TransferNet(nn.Sequential(net.features, net.avgpool, nn.Flatten(1)), net.classifier)
+    backbone = nn.Sequential(net.features, net.avgpool, nn.Flatten(1))
+    return _features_of(backbone, net.classifier[0].in_features), net.classifier
+
+
+def last_layer_surgery(classifier: nn.Sequential, n_classes: int) -> nn.Module:
+    """Keep a pretrained classifier's hidden layers; replace its last layer by ``Linear(..., n)``."""
+    classifier[-1] = nn.Linear(classifier[-1].in_features, n_classes)
+    return classifier
 
 
 ARCHS: dict[str, Arch] = {
     **{f"efficientnet_lite{n}": Arch(f"efficientnet_lite{n}", Preprocessing(size, LITE_MEAN, LITE_STD),
-                                     _lite_builder(n)) for n, size in LITE_SIZES.items()},
-    "vgg16_bn": Arch("vgg16_bn", IMAGENET_PREP, _build_vgg16_bn),
-    "resnet50": Arch("resnet50", IMAGENET_PREP, _build_resnet50),
-    "mobilenet_v3_large": Arch("mobilenet_v3_large", IMAGENET_PREP, _build_mobilenet_v3_large),
+                                     _lite_pretrained(n)) for n, size in LITE_SIZES.items()},
+    "vgg16_bn": Arch("vgg16_bn", IMAGENET_PREP, _vgg16_bn_pretrained, vgg16_bn_surgery),
+    "resnet50": Arch("resnet50", IMAGENET_PREP, _resnet50_pretrained),
+    "mobilenet_v3_large": Arch("mobilenet_v3_large", IMAGENET_PREP, _mobilenet_v3_large_pretrained,
+                               last_layer_surgery),
 }
 
 
@@ -168,10 +194,51 @@ def get_arch(name: str) -> Arch:
     return ARCHS[name]
 
 
-def create_model(arch: str, n_classes: int, weights: str | Path | None = "default") -> TransferNet:
-    """A pretrained ``arch`` with a new head for ``n_classes``.
+def pretrained(arch: str, weights: str | Path | None = "default") -> tuple[nn.Module, nn.Module]:
+    """``arch`` split into a backbone (images -> ``num_features`` numbers) and its ImageNet classifier.
 
     ``weights``: "default" (ImageNet; offline for efficientnet_lite*, a download for the others),
     a path to a local state_dict file, or None for random initialisation (tests, checkpoints).
     """
-    return get_arch(arch).build(weights, n_classes)
+    return get_arch(arch).pretrained(weights)
+
+
+def create_model(arch: str, n_classes: int, weights: str | Path | None = "default",
+                 head: list | None = None) -> TransferNet:
+    """A pretrained ``arch`` with a new head: the arch's surgery for ``n_classes``, or a saved :func:`head_spec`."""
+    backbone, classifier = pretrained(arch, weights)
+    new_head = get_arch(arch).surgery(classifier, n_classes) if head is None else head_from_spec(head)
+    return TransferNet(backbone, new_head)
+
+
+# A head is saved in checkpoints as a list of [layer type, arguments], so a head a student edited reloads.
+HEAD_LAYERS: dict[str, tuple[type[nn.Module], Callable[[nn.Module], dict]]] = {
+    "Linear": (nn.Linear, lambda m: {"in_features": m.in_features, "out_features": m.out_features,
+                                     "bias": m.bias is not None}),
+    "Dropout": (nn.Dropout, lambda m: {"p": m.p}),
+    "ReLU": (nn.ReLU, lambda m: {}),
+    "GELU": (nn.GELU, lambda m: {}),
+    "Hardswish": (nn.Hardswish, lambda m: {}),
+    "BatchNorm1d": (nn.BatchNorm1d, lambda m: {"num_features": m.num_features}),
+    "Identity": (nn.Identity, lambda m: {}),
+}
+
+
+def head_spec(head: nn.Module) -> list:
+    """A head (one layer, or a Sequential of layers named in HEAD_LAYERS) as plain data for a checkpoint."""
+    spec = []
+    for layer in (head if isinstance(head, nn.Sequential) else [head]):
+        name = type(layer).__name__
+        if name not in HEAD_LAYERS or type(layer) is not HEAD_LAYERS[name][0]:
+            raise CatdogError(f"cannot save a head with a {name} layer; build it with nn.Sequential of "
+                              f"{', '.join(HEAD_LAYERS)} layers.")
+        spec.append([name, HEAD_LAYERS[name][1](layer)])
+    return spec
+
+
+def head_from_spec(spec: list) -> nn.Module:
+    """Rebuild a head saved by :func:`head_spec` (its weights come from the checkpoint)."""
+    try:
+        return nn.Sequential(*(HEAD_LAYERS[name][0](**kwargs) for name, kwargs in spec))
+    except (KeyError, TypeError, ValueError) as error:
+        raise CatdogError(f"the checkpoint's head description is not understood ({error!r}).") from None

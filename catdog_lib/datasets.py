@@ -19,17 +19,18 @@ Problem = tuple[str, str]  # (path, why it cannot be used)
 class ImageSamples(Dataset):
     """Images from a list of (path, label). A bad file yields (None, label, (path, reason)), never an exception.
 
-    ``flips[i]`` mirrors sample i after its transform (decided up front, so no random numbers are drawn
-    here). Defined here, not in a notebook, so DataLoader workers can import it on spawn-based
-    platforms (macOS, Windows) without hanging the kernel.
+    With ``view_ids``, sample i is ``transform(image, view_ids[i])`` (a :class:`features.ViewSet`'s
+    ``view``: which view was decided up front, so no random numbers are drawn from the global
+    generator here). Defined here, not in a notebook, so DataLoader workers can import it on
+    spawn-based platforms (macOS, Windows) without hanging the kernel.
     """
 
     def __init__(self, samples: Sequence[Sample], transform: Callable, min_size: int | None = None,
-                 flips: Sequence[bool] | None = None):
+                 view_ids: Sequence[int] | None = None):
         self.samples = list(samples)
         self.transform = transform
         self.min_size = min_size
-        self.flips = list(flips) if flips is not None else [False] * len(self.samples)
+        self.view_ids = list(view_ids) if view_ids is not None else None
 
     def __len__(self) -> int:
         return len(self.samples)
@@ -37,10 +38,12 @@ class ImageSamples(Dataset):
     def __getitem__(self, index: int) -> tuple[torch.Tensor | None, int, Problem | None]:
         path, label = self.samples[index]
         try:
-            image = self.transform(load_rgb(path, self.min_size))
+            image = load_rgb(path, self.min_size)
         except BadImageError as error:
             return None, label, (str(path), str(error))
-        return (image.flip(-1) if self.flips[index] else image), label, None
+        if self.view_ids is None:
+            return self.transform(image), label, None
+        return self.transform(image, self.view_ids[index]), label, None
 
 
 def collate_skipping_bad(batch: list) -> tuple[torch.Tensor, torch.Tensor, list[Problem]]:
@@ -96,12 +99,12 @@ def make_loader(
     num_workers: int | None = None,
     min_size: int | None = None,
     generator: torch.Generator | None = None,
-    flips: Sequence[bool] | None = None,
+    view_ids: Sequence[int] | None = None,
 ) -> DataLoader:
     """A DataLoader over ImageSamples whose batches are (images, labels, bad files' (path, reason))."""
     workers = default_num_workers() if num_workers is None else num_workers
     return DataLoader(
-        ImageSamples(samples, transform, min_size, flips),
+        ImageSamples(samples, transform, min_size, view_ids),
         batch_size=batch_size,
         shuffle=shuffle,
         num_workers=workers,

@@ -35,13 +35,6 @@ def pick_device(name: str = "auto") -> torch.device:
     return torch.device(name)
 
 
-def autocast(device: torch.device) -> contextlib.AbstractContextManager:
-    """Mixed precision (float16) on CUDA; full precision elsewhere."""
-    if device.type == "cuda":
-        return torch.autocast("cuda", dtype=torch.float16)
-    return contextlib.nullcontext()
-
-
 def to_fast_layout(module: torch.nn.Module, device: torch.device) -> torch.nn.Module:
     """Move to ``device`` in channels_last memory layout (about 2x faster convolutions on CPU)."""
     return module.to(device=device, memory_format=torch.channels_last)

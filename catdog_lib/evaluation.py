@@ -20,7 +20,7 @@ from .config import cache_dir
 from .datasets import SkippedFiles, iterate_good, make_loader
 from .devices import inference_autocast, pick_device, to_fast_layout
 from .errors import CatdogError
-from .features import extract_features
+from .features import ViewSet, eval_views, extract_features
 from .images import BadImageError, load_rgb
 from .layout import Sample, evaluation_folders, match_classes
 from .transforms import Preprocessing, eval_transform
@@ -51,7 +51,7 @@ def load_model(checkpoint: str | Path, device: str = "auto") -> LoadedModel:
     if missing or "state_dict" not in data:
         raise CatdogError(f"{checkpoint}: checkpoint lacks {', '.join(sorted(missing) or ['state_dict'])}; "
                           "was it saved by `catdog train`?")
-    model = create_model(meta["arch"], len(meta["classes"]), weights=None)
+    model = create_model(meta["arch"], len(meta["classes"]), weights=None, head=meta.get("head"))
     try:
         model.load_state_dict(data["state_dict"])
     except RuntimeError as error:
@@ -93,21 +93,23 @@ class Evaluation:
 
 
 def _logits(loaded: LoadedModel, samples: list[Sample], skipped: SkippedFiles, use_cache: bool,
-            progress: bool, views: tuple[str, ...] = ("plain",)) -> tuple[torch.Tensor, torch.Tensor, list[str]]:
-    """Logits ``[view, image, class]`` for the good images among ``samples``; frozen-backbone models
-    reuse the feature cache (looked up per view, so a cached plain view is not computed again)."""
+            progress: bool, batch_size: int, tta: bool = False) -> tuple[torch.Tensor, torch.Tensor, list[str]]:
+    """Logits ``[view, image, class]`` for the good images among ``samples`` (views: plain, and mirrored
+    with ``tta``); frozen-backbone models reuse the feature cache."""
     model, device = loaded.model, loaded.device
+    views = ("plain", "flip") if tta else ("plain",)
     if use_cache and loaded.meta.get("recipe") == "features":
-        per_view = [extract_features(model.backbone, loaded.meta["backbone_weights"], samples, loaded.prep, device,
-                                     skipped, cache_root=cache_dir() / "features", views=(view,), progress=progress)
-                    for view in views]
-        if any(feats.paths != per_view[0].paths for feats in per_view):
-            raise CatdogError("the test images changed while they were read; run the evaluation again.")
+        transform = eval_transform(loaded.prep)
+        # flip_p only marks the second view as the mirror image; no randomness at test time
+        view_set = ViewSet(transform, views, flip_p=0.5) if tta else eval_views(transform)
+        feats = extract_features(model.backbone, loaded.meta["backbone_weights"], samples, view_set, device,
+                                 skipped, cache_root=cache_dir() / "features", min_size=loaded.prep.image_size,
+                                 batch_size=batch_size, progress=progress)
         with torch.no_grad():
-            logits = torch.stack([model.head(feats.features[0].to(device)).float().cpu() for feats in per_view])
-        return logits, per_view[0].labels, [str(p) for p in per_view[0].paths]
+            logits = torch.stack([model.head(view.to(device)).float().cpu() for view in feats.features])
+        return logits, feats.labels, [str(p) for p in feats.paths]
     indexed = [(path, index) for index, (path, _) in enumerate(samples)]  # label slot carries the index
-    loader = make_loader(indexed, eval_transform(loaded.prep), 32, min_size=loaded.prep.image_size)
+    loader = make_loader(indexed, eval_transform(loaded.prep), batch_size, min_size=loaded.prep.image_size)
     outputs, kept = [], []
     with torch.inference_mode():
         for images, indices in iterate_good(loader, skipped):
@@ -131,14 +133,13 @@ def mean_log_probabilities(logits: torch.Tensor) -> torch.Tensor:
 
 
 def evaluate(loaded: LoadedModel, samples: list[Sample], use_cache: bool = True, progress: bool = True,
-             tta: bool = False) -> Evaluation:
+             batch_size: int = 32, tta: bool = False) -> Evaluation:
     """Accuracy, loss, per-class metrics and predictions of ``loaded`` on ``samples``.
 
     ``tta``: average the probabilities of each photo and its mirror image (test-time augmentation).
     """
     skipped = SkippedFiles()
-    views = ("plain", "flip") if tta else ("plain",)
-    logits, labels, paths = _logits(loaded, samples, skipped, use_cache, progress, views)
+    logits, labels, paths = _logits(loaded, samples, skipped, use_cache, progress, batch_size, tta)
     if len(labels) == 0:
         raise CatdogError("no readable images to evaluate; check the folder with `catdog data check`.")
     log_probabilities = mean_log_probabilities(logits)

@@ -1,10 +1,21 @@
-"""Backbone features computed once per image and view, cached on disk by file content.
+"""Backbone features computed once per photo and view, cached on disk by file content.
 
-In the ``features`` recipe the backbone is frozen, so its output for an image never changes:
-computing it once (for the plain and the horizontally flipped view) and training the head on the
-cached vectors gives the same head as pushing every image through the whole network every epoch,
-in a fraction of the time. The cache is keyed by the file's content, the backbone's weights and
-the preprocessing, so the next run (or the next notebook) reuses it.
+In the ``features`` recipe the backbone is frozen, so its output for a given input never changes:
+computing it once per *view* of a photo and training the head on the cached vectors gives the same
+head as pushing every photo through the whole network every epoch, in a fraction of the time.
+
+A random training transform cannot be cached as such, so :func:`training_views` turns it into a
+fixed set of views per photo and each epoch picks one of them:
+
+- the tutorial's transform (deterministic steps plus ``RandomHorizontalFlip(p)``): two views, plain
+  and mirrored, and each epoch mirrors a photo with probability ``p`` -- exactly the same training
+  as the flip inside a DataLoader;
+- any other random step (``RandomResizedCrop``, ``ColorJitter``, ...): ``random_views`` seeded draws
+  of the whole transform per photo, and each epoch picks one at random -- an approximation, said
+  so when it happens (the ``finetune`` recipe draws afresh for every batch instead).
+
+The cache is keyed by the file's content, the backbone's weights, the precision and each view's
+transform (its ``repr``), so an edited transform never reuses stale features.
 """
 
 from __future__ import annotations
@@ -13,11 +24,14 @@ import hashlib
 import json
 import uuid
 import warnings
-from collections.abc import Sequence
+import zlib
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
+from PIL import Image
+from torchvision import transforms as T
 from tqdm.auto import tqdm
 
 from .checkpoint import atomic_save
@@ -25,9 +39,77 @@ from .datasets import SkippedFiles, iterate_good, make_loader
 from .devices import inference_autocast, inference_dtype, to_fast_layout
 from .errors import CatdogError
 from .layout import Sample
-from .transforms import Preprocessing, eval_transform
 
-VIEWS = ("plain", "flip")
+RANDOM_VIEWS = 4  # views cached per photo when the training transform is random beyond a flip
+# Steps that do the same thing every time: a transform made of these (and a flip) needs two views.
+DETERMINISTIC_STEPS = (T.Resize, T.CenterCrop, T.ToTensor, T.PILToTensor, T.ConvertImageDtype, T.Normalize,
+                       T.Grayscale)
+
+
+@dataclass(frozen=True)
+class ViewSet:
+    """The fixed views of each photo that the features recipe caches, and how an epoch picks one.
+
+    ``flip_p`` set: views are (plain, mirrored) and an epoch mirrors with probability ``flip_p``;
+    otherwise an epoch picks one of the views uniformly.
+    """
+
+    base: Callable[[Image.Image], torch.Tensor]
+    names: tuple[str, ...]
+    flip_p: float | None = None
+    seed: int = 0
+
+    def view(self, image: Image.Image, index: int) -> torch.Tensor:
+        """View ``index`` of a photo: the base transform, mirrored, or a random draw seeded by the photo."""
+        if self.flip_p is not None or len(self.names) == 1:
+            tensor = self.base(image)
+            return tensor.flip(-1) if index == 1 else tensor
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(zlib.crc32(image.tobytes()) * 1009 + self.seed * 101 + index)
+            return self.base(image)
+
+    def all(self, image: Image.Image) -> torch.Tensor:
+        """Every view of a photo, ``[views, C, H, W]``: each photo is decoded once for all of them."""
+        if self.flip_p is not None and len(self.names) == 2:
+            tensor = self.base(image)
+            return torch.stack([tensor, tensor.flip(-1)])
+        return torch.stack([self.view(image, k) for k in range(len(self.names))])
+
+    def picks(self, n: int, seed: int, epoch: int) -> torch.Tensor:
+        """Which view each of ``n`` photos shows in ``epoch`` (the same for both recipes)."""
+        generator = torch.Generator().manual_seed(seed * 1000 + epoch + 500_000)
+        if self.flip_p is not None:
+            return (torch.rand(n, generator=generator) < self.flip_p).long()
+        return torch.randint(len(self.names), (n,), generator=generator)
+
+    def cache_names(self) -> list[str]:
+        """One cache key part per view: the transform's repr and the view, hashed."""
+        text = repr(self.base) + f"/flip={self.flip_p is not None}/seed={self.seed}"
+        return [hashlib.sha1(f"{text}/{name}".encode()).hexdigest()[:16] for name in self.names]
+
+
+def _steps(transform: Callable) -> list:
+    return list(transform.transforms) if isinstance(transform, T.Compose) else [transform]
+
+
+def training_views(transform: Callable, random_views: int = RANDOM_VIEWS, seed: int = 0) -> ViewSet:
+    """The views to cache for a training transform (see the module docstring)."""
+    steps = _steps(transform)
+    flips = [step for step in steps if type(step) is T.RandomHorizontalFlip]
+    rest = [step for step in steps if type(step) is not T.RandomHorizontalFlip]
+    if len(flips) <= 1 and all(isinstance(step, DETERMINISTIC_STEPS) for step in rest):
+        p = flips[0].p if flips else 0.0
+        return ViewSet(T.Compose(rest), ("plain", "flip") if p > 0 else ("plain",), p, seed)
+    random_steps = sorted({type(step).__name__ for step in rest if not isinstance(step, DETERMINISTIC_STEPS)})
+    print(f"features recipe: the training transform is random beyond a flip ({', '.join(random_steps)}): "
+          f"caching {random_views} augmented views per photo; each epoch picks one of them. "
+          "The finetune recipe draws a new augmentation every epoch instead.")
+    return ViewSet(transform, tuple(f"draw{k}" for k in range(random_views)), None, seed)
+
+
+def eval_views(transform: Callable) -> ViewSet:
+    """One deterministic view per photo, for validation and test."""
+    return ViewSet(transform, ("plain",))
 
 
 def file_digest(path: Path) -> str:
@@ -42,10 +124,10 @@ def file_digest(path: Path) -> str:
 
 
 class FeatureCache:
-    """Feature vectors of one backbone + preprocessing + precision, stored as shards of {"digest/view": tensor}."""
+    """Feature vectors of one backbone + precision, stored as shards of {"digest/view key": tensor}."""
 
-    def __init__(self, root: Path, backbone_id: str, prep: Preprocessing, dtype: torch.dtype):
-        key = json.dumps({"backbone": backbone_id, **prep.as_dict(), "dtype": str(dtype)}, sort_keys=True)
+    def __init__(self, root: Path, backbone_id: str, dtype: torch.dtype):
+        key = json.dumps({"backbone": backbone_id, "dtype": str(dtype)}, sort_keys=True)
         self.folder = Path(root) / hashlib.sha1(key.encode()).hexdigest()[:16]
 
     def load(self) -> dict[str, torch.Tensor]:
@@ -81,69 +163,69 @@ class FeatureSet:
 def compute_features(
     backbone: torch.nn.Module,
     samples: Sequence[Sample],
-    prep: Preprocessing,
+    views: ViewSet,
     device: torch.device,
     skipped: SkippedFiles,
-    views: Sequence[str] = VIEWS,
+    min_size: int | None = None,
     batch_size: int = 32,
     num_workers: int | None = None,
     progress: bool = True,
     reduced_precision: bool = True,
 ) -> tuple[torch.Tensor, list[int]]:
-    """Run the frozen backbone over ``samples`` once per view (each photo decoded once).
+    """Run the frozen backbone over every view of ``samples`` (each photo decoded once).
 
     Returns features ``[view, good sample, dim]`` and the indices of the good samples.
     """
     backbone = to_fast_layout(backbone.eval(), device)
     indexed = [(path, index) for index, (path, _) in enumerate(samples)]  # label slot carries the index
-    loader = make_loader(indexed, eval_transform(prep), batch_size, num_workers=num_workers,
-                         min_size=prep.image_size, generator=torch.Generator().manual_seed(0))
+    loader = make_loader(indexed, views.all, batch_size, num_workers=num_workers, min_size=min_size,
+                         generator=torch.Generator().manual_seed(0))
     outputs, kept = [], []
     bar = tqdm(total=len(samples), desc="backbone features", unit="img", disable=not progress, leave=False)
-    for images, indices in iterate_good(loader, skipped):
-        images = images.to(device).contiguous(memory_format=torch.channels_last)
+    for images, indices in iterate_good(loader, skipped):  # images: [batch, view, C, H, W]
+        images = images.to(device)
         with inference_autocast(device, reduced_precision):
-            per_view = [backbone(images.flip(-1) if view == "flip" else images) for view in views]
+            per_view = [backbone(images[:, v].contiguous(memory_format=torch.channels_last))
+                        for v in range(images.shape[1])]
         outputs.append(torch.stack(per_view).float().cpu())
         kept.extend(indices.tolist())
         bar.update(len(indices))
     bar.close()
-    return (torch.cat(outputs, dim=1) if outputs else torch.empty(len(views), 0, 0)), kept
+    return (torch.cat(outputs, dim=1) if outputs else torch.empty(len(views.names), 0, 0)), kept
 
 
 def extract_features(
     backbone: torch.nn.Module,
     backbone_id: str,
     samples: Sequence[Sample],
-    prep: Preprocessing,
+    views: ViewSet,
     device: torch.device,
     skipped: SkippedFiles,
     cache_root: Path | None = None,
-    views: Sequence[str] = VIEWS,
     **kwargs,
 ) -> FeatureSet:
     """Features for every good sample and view, from the cache where possible, computing and caching the rest."""
     dtype = inference_dtype(device, kwargs.get("reduced_precision", True))
-    cache = FeatureCache(cache_root, backbone_id, prep, dtype) if cache_root else None
+    cache = FeatureCache(cache_root, backbone_id, dtype) if cache_root else None
     known = cache.load() if cache else {}
     digests = [file_digest(path) for path, _ in samples]
+    names = views.cache_names()
 
     def cached(i: int) -> bool:
-        return all(f"{digests[i]}/{view}" in known for view in views)
+        return all(f"{digests[i]}/{name}" in known for name in names)
 
     missing = [i for i in range(len(samples)) if not cached(i)]
     if missing:
-        computed, kept = compute_features(backbone, [samples[i] for i in missing], prep, device, skipped,
-                                          views=views, **kwargs)
-        new = {f"{digests[missing[j]]}/{view}": computed[v, k]
-               for k, j in enumerate(kept) for v, view in enumerate(views)}
+        computed, kept = compute_features(backbone, [samples[i] for i in missing], views, device, skipped, **kwargs)
+        new = {f"{digests[missing[j]]}/{name}": computed[v, k]
+               for k, j in enumerate(kept) for v, name in enumerate(names)}
         if cache:
             cache.add(new)
         known.update(new)
     good = [i for i in range(len(samples)) if cached(i)]
     skipped.add((str(samples[i][0]), f"{samples[i][0]}: unreadable") for i in range(len(samples)) if not cached(i))
     if not good:
-        return FeatureSet(torch.empty(len(views), 0, 0), torch.empty(0, dtype=torch.long), [])
-    features = torch.stack([torch.stack([known[f"{digests[i]}/{view}"] for i in good]) for view in views])
+        return FeatureSet(torch.empty(len(names), 0, 0), torch.empty(0, dtype=torch.long), [])
+    features = torch.stack([torch.stack([known[f"{digests[i]}/{name}"] for i in good]) for name in names])
     labels = torch.tensor([samples[i][1] for i in good], dtype=torch.long)
     return FeatureSet(features, labels, [Path(samples[i][0]) for i in good])

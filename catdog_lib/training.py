@@ -1,8 +1,10 @@
 """Train a cats-vs-dogs head (or fine-tune the whole net) the tutorial's way, resumably.
 
-Faithful to the tutorial: CrossEntropyLoss, Adam, ReduceLROnPlateau(mode="min", factor=0.1,
-patience=4), early stopping on valid loss (patience 7), best checkpoint by valid accuracy,
-TensorBoard scalars. Two recipes:
+Notebook 04 shows and explains this code: :func:`train_epoch`, :func:`validate` and
+:class:`EarlyStopping` are written there exactly as here (a test keeps them identical), and its
+epoch loop matches :func:`train` epoch for epoch (a test runs both). Faithful to the tutorial:
+CrossEntropyLoss, Adam, ReduceLROnPlateau(mode="min", factor=0.1, patience=4), early stopping on
+valid loss (patience 7), best checkpoint by valid accuracy, TensorBoard scalars. Two recipes:
 
 - ``features``: frozen backbone, new head, trained on cached backbone features (fast on CPU);
 - ``finetune``: the whole network trains, the backbone at a tenth of the head's learning rate.
@@ -21,16 +23,16 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
-from .backbones import DEFAULT_ARCH, TransferNet, create_model, get_arch
+from .backbones import DEFAULT_ARCH, TransferNet, create_model, get_arch, head_spec
 from .checkpoint import atomic_write_text, load_checkpoint, save_checkpoint
 from .config import cache_dir
 from .datasets import SkippedFiles, iterate_good, make_loader
-from .devices import autocast, pick_device, set_seed
+from .devices import pick_device, set_seed
 from .errors import CatdogError
-from .features import VIEWS, FeatureSet, extract_features, file_digest
+from .features import FeatureSet, ViewSet, eval_views, extract_features, file_digest, training_views
 from .layout import find_dataset
 from .split import Split, stratified_split, subset_per_class
-from .transforms import eval_transform
+from .transforms import eval_transform, train_transform
 
 RECIPES = ("features", "finetune")
 DEFAULT_LR = {"features": 1e-3, "finetune": 1e-4}  # a new head learns fast; a pretrained backbone needs care
@@ -62,13 +64,11 @@ class TrainConfig:
     progress: bool = True
 
 
-@dataclass
 class EarlyStopping:
-    """The tutorial's rule: stop once valid loss has not improved for more than ``patience`` epochs."""
+    """The tutorial's rule: stop once the valid loss has not improved for more than ``patience`` epochs."""
 
-    patience: int
-    min_loss: float = float("inf")
-    trigger: int = 0
+    def __init__(self, patience: int, min_loss: float = float("inf"), trigger: int = 0):
+        self.patience, self.min_loss, self.trigger = patience, min_loss, trigger
 
     def step(self, valid_loss: float) -> bool:
         """Record an epoch's valid loss; True when training should stop."""
@@ -77,6 +77,33 @@ class EarlyStopping:
             return self.trigger > self.patience
         self.min_loss, self.trigger = valid_loss, 0
         return False
+
+
+def train_epoch(net: nn.Module, batches, loss_fn: nn.Module, optimizer: torch.optim.Optimizer) -> float:
+    """One pass over the training batches; returns the mean batch loss."""
+    net.train()
+    total, count = 0.0, 0
+    for inputs, labels in batches:
+        loss = loss_fn(net(inputs), labels)  # forward
+        optimizer.zero_grad()  # forget the previous batch's gradients
+        loss.backward()  # gradients of the loss for every trainable parameter
+        optimizer.step()  # move the parameters against their gradients
+        total += loss.item()
+        count += 1
+    return total / max(count, 1)
+
+
+@torch.no_grad()
+def validate(net: nn.Module, batches, loss_fn: nn.Module) -> tuple[float, float]:
+    """Mean per-image loss and accuracy on the validation batches (dropout off, no gradients)."""
+    net.eval()
+    loss_sum, correct, total = 0.0, 0, 0
+    for inputs, labels in batches:
+        logits = net(inputs)
+        loss_sum += loss_fn(logits, labels).item() * len(labels)
+        correct += (logits.argmax(1) == labels).sum().item()
+        total += len(labels)
+    return loss_sum / max(total, 1), correct / max(total, 1)
 
 
 @dataclass
@@ -91,112 +118,89 @@ class RunState:
     stopped_early: bool = False
     elapsed_s: float = 0.0
 
+    def is_best(self, row: dict) -> bool:
+        """True (and remembered) when an epoch beats the best valid accuracy so far (ties: lower loss)."""
+        accuracy, loss = row["valid_accuracy"], row["valid_loss"]
+        if accuracy > self.best_accuracy or (accuracy == self.best_accuracy and loss < self.best_loss):
+            self.best_accuracy, self.best_loss, self.best_epoch = accuracy, loss, row["epoch"]
+            return True
+        return False
+
 
 def epoch_order(n: int, seed: int, epoch: int) -> torch.Tensor:
     """The shuffled order of sample indices in one epoch; the same for both recipes."""
     return torch.randperm(n, generator=torch.Generator().manual_seed(seed * 1000 + epoch))
 
 
-def flip_choices(n: int, p: float, seed: int, epoch: int) -> torch.Tensor:
-    """Which samples see the flipped view this epoch (RandomHorizontalFlip(p), decided up front)."""
-    return torch.rand(n, generator=torch.Generator().manual_seed(seed * 1000 + epoch + 500_000)) < p
-
-
 class FeatureBatches:
-    """Batches of cached backbone features: the head sees what the full network would compute."""
+    """Shuffled batches of cached backbone features: the head sees what the whole network would compute.
 
-    def __init__(self, train: FeatureSet, valid: FeatureSet, cfg: TrainConfig, device: torch.device):
-        self.train, self.valid, self.cfg, self.device = train, valid, cfg, device
+    Each epoch, every photo shows one of its cached views, picked by ``views.picks`` (for the tutorial's
+    flip: mirrored with probability ``flip_p``).
+    """
+
+    def __init__(self, train: FeatureSet, valid: FeatureSet, views: ViewSet, batch_size: int, seed: int,
+                 device: torch.device):
+        self.train, self.valid, self.views = train, valid, views
+        self.batch_size, self.seed, self.device = batch_size, seed, device
 
     def train_batches(self, epoch: int) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         n = len(self.train.labels)
-        order = epoch_order(n, self.cfg.seed, epoch)
-        views = flip_choices(n, self.cfg.flip_p, self.cfg.seed, epoch).long()
-        for start in range(0, n, self.cfg.batch_size):
-            idx = order[start:start + self.cfg.batch_size]
-            yield self.train.features[views[idx], idx].to(self.device), self.train.labels[idx].to(self.device)
+        order = epoch_order(n, self.seed, epoch)
+        picks = self.views.picks(n, self.seed, epoch)
+        for start in range(0, n, self.batch_size):
+            idx = order[start:start + self.batch_size]
+            yield self.train.features[picks[idx], idx].to(self.device), self.train.labels[idx].to(self.device)
 
     def valid_batches(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-        for start in range(0, len(self.valid.labels), 256):
-            stop = start + 256
+        for start in range(0, len(self.valid.labels), self.batch_size):
+            stop = start + self.batch_size
             yield self.valid.features[0, start:stop].to(self.device), self.valid.labels[start:stop].to(self.device)
 
 
-class ImageBatches:
-    """Batches of decoded, augmented images for training through the whole network.
+def feature_batches(model: TransferNet, backbone_id: str, split: Split, views: ViewSet, valid_transform,
+                    batch_size: int, seed: int, device: torch.device, skipped: SkippedFiles,
+                    cache: bool = True, min_size: int | None = None, **extract) -> FeatureBatches:
+    """The split's photos through the frozen backbone (every training view, one valid view), cached, as batches."""
+    options = dict(device=device, skipped=skipped, min_size=min_size, batch_size=batch_size,
+                   cache_root=cache_dir() / "features" if cache else None, **extract)
+    train = extract_features(model.backbone, backbone_id, split.train, views, **options)
+    valid = extract_features(model.backbone, backbone_id, split.valid, eval_views(valid_transform), **options)
+    if not len(valid.labels):
+        raise CatdogError("no readable validation images; check the data with `catdog data check`.")
+    return FeatureBatches(train, valid, views, batch_size, seed, device)
 
-    Each sample's horizontal flip comes from :func:`flip_choices`, as in :class:`FeatureBatches`, so
-    both recipes see the same flips and no loader draws on the global RNG (dropout uses that one).
+
+class ImageBatches:
+    """Batches of decoded photos for training through the whole network.
+
+    Each photo's view comes from ``views.picks``, as in :class:`FeatureBatches`, so both recipes see the
+    same augmentation; the loaders have their own generators, so none draws on the global RNG (dropout
+    uses that one).
     """
 
-    def __init__(self, split: Split, cfg: TrainConfig, device: torch.device, skipped: SkippedFiles):
-        prep = get_arch(cfg.arch).prep
-        self.split, self.cfg, self.device, self.skipped = split, cfg, device, skipped
-        self.transform = eval_transform(prep)
-        self.valid_loader = make_loader(split.valid, eval_transform(prep), cfg.batch_size,
-                                        num_workers=cfg.num_workers, min_size=prep.image_size,
-                                        generator=torch.Generator().manual_seed(cfg.seed))
-        self.min_size = prep.image_size
+    def __init__(self, split: Split, views: ViewSet, valid_transform, batch_size: int, seed: int,
+                 device: torch.device, skipped: SkippedFiles, min_size: int | None = None,
+                 num_workers: int | None = None):
+        self.split, self.views, self.batch_size, self.seed = split, views, batch_size, seed
+        self.device, self.skipped, self.min_size, self.num_workers = device, skipped, min_size, num_workers
+        self.valid_loader = make_loader(split.valid, valid_transform, batch_size, num_workers=num_workers,
+                                        min_size=min_size, generator=torch.Generator().manual_seed(seed))
 
     def train_batches(self, epoch: int) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         n = len(self.split.train)
-        order = epoch_order(n, self.cfg.seed, epoch).tolist()
-        flips = flip_choices(n, self.cfg.flip_p, self.cfg.seed, epoch).tolist()
-        loader = make_loader([self.split.train[i] for i in order], self.transform, self.cfg.batch_size,
-                             num_workers=self.cfg.num_workers, min_size=self.min_size,
-                             generator=torch.Generator().manual_seed(self.cfg.seed + epoch),
-                             flips=[flips[i] for i in order])
+        order = epoch_order(n, self.seed, epoch).tolist()
+        picks = self.views.picks(n, self.seed, epoch).tolist()
+        loader = make_loader([self.split.train[i] for i in order], self.views.view, self.batch_size,
+                             num_workers=self.num_workers, min_size=self.min_size,
+                             view_ids=[picks[i] for i in order],
+                             generator=torch.Generator().manual_seed(self.seed + epoch))
         for images, labels in iterate_good(loader, self.skipped):
             yield images.to(self.device), labels.to(self.device)
 
     def valid_batches(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         for images, labels in iterate_good(self.valid_loader, self.skipped):
             yield images.to(self.device), labels.to(self.device)
-
-
-def _build_optimizer(model: TransferNet, cfg: TrainConfig) -> torch.optim.Optimizer:
-    if cfg.recipe == "features":
-        model.freeze_backbone()
-        groups = [{"params": model.head.parameters(), "lr": cfg.lr}]
-    else:
-        groups = [{"params": model.backbone.parameters(), "lr": cfg.lr * BACKBONE_LR_FACTOR},
-                  {"params": model.head.parameters(), "lr": cfg.lr}]
-    return torch.optim.Adam(groups, lr=cfg.lr, weight_decay=cfg.weight_decay)
-
-
-def run_epoch(net: nn.Module, batches: Iterator, loss_fn: nn.Module, optimizer: torch.optim.Optimizer,
-              device: torch.device, scaler: torch.amp.GradScaler) -> float:
-    """One pass over the training batches; returns the mean batch loss."""
-    total, count = 0.0, 0
-    for inputs, labels in batches:
-        optimizer.zero_grad()
-        with autocast(device):
-            loss = loss_fn(net(inputs), labels)
-        scaler.scale(loss).backward()
-        scaler.step(optimizer)
-        scaler.update()
-        total += loss.item()
-        count += 1
-    return total / max(count, 1)
-
-
-@torch.no_grad()
-def validate(net: nn.Module, batches: Iterator, loss_fn: nn.Module, device: torch.device) -> tuple[float, float]:
-    """Mean per-image loss and accuracy on the validation batches."""
-    loss_sum, correct, total = 0.0, 0, 0
-    for inputs, labels in batches:
-        with autocast(device):
-            logits = net(inputs)
-        loss_sum += loss_fn(logits.float(), labels).item() * len(labels)
-        correct += int((logits.argmax(1) == labels).sum())
-        total += len(labels)
-    if total == 0:
-        raise CatdogError("no readable validation images; check the data with `catdog data check`.")
-    return loss_sum / total, correct / total
-
-
-def _write_json(path: Path, data: dict) -> None:
-    atomic_write_text(path, json.dumps(data, indent=1))
 
 
 def _ensure_writable(out: Path) -> None:
@@ -208,33 +212,31 @@ def _ensure_writable(out: Path) -> None:
         raise CatdogError(f"cannot write to {out}: {error.strerror or error}. Choose a writable --out folder.") from None
 
 
+def course_subset(split: Split, per_class: int | None) -> Split:
+    """The first ``per_class`` training photos of each class (and a quarter as many valid ones); all if None."""
+    if not per_class:
+        return split
+    return Split(split.root, split.classes, subset_per_class(split.train, per_class),
+                 subset_per_class(split.valid, max(2, per_class // 4)), split.valid_fraction, split.seed)
+
+
 def prepare_split(cfg: TrainConfig, out: Path, resume: bool) -> Split:
-    """The run's train/valid split: read back when resuming, else made and saved to split.json."""
+    """The run's train/valid split: read back from split.json when resuming, else made from the data."""
     manifest = out / "split.json"
     if resume and manifest.exists():
         return Split.load(manifest)
-    split = stratified_split(find_dataset(Path(cfg.data)).train(), cfg.valid_fraction, cfg.seed)
-    if cfg.per_class:
-        split = Split(split.root, split.classes, subset_per_class(split.train, cfg.per_class),
-                      subset_per_class(split.valid, max(2, cfg.per_class // 4)), split.valid_fraction, split.seed)
-    split.save(manifest)
-    return split
+    return course_subset(stratified_split(find_dataset(Path(cfg.data)).train(), cfg.valid_fraction, cfg.seed),
+                         cfg.per_class)
 
 
-def model_meta(cfg: TrainConfig, split: Split) -> dict:
-    prep = get_arch(cfg.arch).prep
-    return {"arch": cfg.arch, "classes": split.classes, "preprocessing": prep.as_dict(),
-            "recipe": cfg.recipe, "backbone_weights": backbone_id(cfg)}
-
-
-def backbone_id(cfg: TrainConfig) -> str:
+def backbone_id(arch: str, weights: str | None, seed: int) -> str:
     """Identifies the frozen backbone's weights for the feature cache: a weights file by its content,
     random weights by their seed."""
-    if cfg.weights is None:
-        return f"{cfg.arch}:random:seed{cfg.seed}"
-    if cfg.weights == "default":
-        return f"{cfg.arch}:default"
-    return f"{cfg.arch}:sha1={file_digest(Path(cfg.weights))}"
+    if weights is None:
+        return f"{arch}:random:seed{seed}"
+    if weights == "default":
+        return f"{arch}:default"
+    return f"{arch}:sha1={file_digest(Path(weights))}"
 
 
 def _check_config(cfg: TrainConfig) -> TrainConfig:
@@ -248,60 +250,126 @@ def _check_config(cfg: TrainConfig) -> TrainConfig:
         cfg.lr = DEFAULT_LR[cfg.recipe]
     if cfg.lr <= 0:
         raise CatdogError(f"the learning rate must be positive (got {cfg.lr}).")
+    if not 0.0 <= cfg.flip_p <= 1.0:
+        raise CatdogError(f"flip_p is a probability between 0 and 1 (got {cfg.flip_p}).")
     return cfg
 
 
-def _metrics(cfg: TrainConfig, split: Split, state: RunState, skipped: SkippedFiles) -> dict:
-    return {"arch": cfg.arch, "recipe": cfg.recipe, "classes": split.classes, "counts": split.counts(),
-            "epochs_run": state.epoch, "best_epoch": state.best_epoch, "best_valid_accuracy": state.best_accuracy,
-            "best_valid_loss": state.best_loss, "stopped_early": state.stopped_early,
-            "elapsed_s": round(state.elapsed_s, 2), "skipped": skipped.paths(), "history": state.history,
-            "config": asdict(cfg)}
+class RunFolder:
+    """Where a run writes: best.pt, last.pt (to resume), metrics.json, split.json, TensorBoard logs.
+
+    Used by :func:`train` and by notebook 04's own epoch loop, so both leave the same files.
+    """
+
+    def __init__(self, out: str | Path, cfg: TrainConfig, split: Split, model: TransferNet):
+        from torch.utils.tensorboard import SummaryWriter
+
+        self.out, self.cfg, self.split = Path(out), cfg, split
+        _ensure_writable(self.out)
+        split.save(self.out / "split.json")
+        self.meta = {"arch": cfg.arch, "classes": split.classes, "preprocessing": get_arch(cfg.arch).prep.as_dict(),
+                     "recipe": cfg.recipe, "backbone_weights": backbone_id(cfg.arch, cfg.weights, cfg.seed),
+                     "head": head_spec(model.head)}
+        self.writer = SummaryWriter(str(self.out / "tensorboard"))
+
+    def log(self, row: dict) -> None:
+        """TensorBoard scalars for one epoch, flushed so a live TensorBoard shows them at once."""
+        for tag, key in (("loss/train", "train_loss"), ("loss/valid", "valid_loss"),
+                         ("accuracy/valid", "valid_accuracy"), ("lr", "lr")):
+            self.writer.add_scalar(tag, row[key], row["epoch"])
+        self.writer.flush()
+
+    def save_best(self, model: nn.Module, row: dict) -> None:
+        save_checkpoint(self.out / "best.pt", model.state_dict(), {**self.meta, "epoch": row["epoch"], "metrics": row})
+
+    def save_last(self, model: nn.Module, optimizer: torch.optim.Optimizer, scheduler, stopper: EarlyStopping,
+                  state: RunState, skipped: SkippedFiles | None = None) -> dict:
+        """last.pt with everything to resume, and metrics.json; returns the metrics."""
+        row = state.history[-1]
+        save_checkpoint(self.out / "last.pt", model.state_dict(),
+                        {**self.meta, "epoch": row["epoch"], "metrics": row,
+                         "optimizer_class": type(optimizer).__name__},
+                        optimizer=optimizer.state_dict(), scheduler=scheduler.state_dict(),
+                        early_stopping=vars(stopper), run_state=asdict(state), rng_state=torch.get_rng_state(),
+                        config=asdict(self.cfg))
+        metrics = self.metrics(state, skipped)
+        atomic_write_text(self.out / "metrics.json", json.dumps(metrics, indent=1))
+        return metrics
+
+    def metrics(self, state: RunState, skipped: SkippedFiles | None = None) -> dict:
+        cfg = self.cfg
+        return {"arch": cfg.arch, "recipe": cfg.recipe, "classes": self.split.classes, "counts": self.split.counts(),
+                "epochs_run": state.epoch, "best_epoch": state.best_epoch,
+                "best_valid_accuracy": state.best_accuracy, "best_valid_loss": state.best_loss,
+                "stopped_early": state.stopped_early, "elapsed_s": round(state.elapsed_s, 2),
+                "skipped": skipped.paths() if skipped else [], "history": state.history, "config": asdict(cfg)}
+
+    def close(self) -> None:
+        self.writer.close()
 
 
-def _batches(cfg: TrainConfig, model: TransferNet, split: Split, device: torch.device,
-             skipped: SkippedFiles) -> tuple[FeatureBatches | ImageBatches, nn.Module]:
+def epoch_bar(first: int, epochs: int, enabled: bool = True) -> tqdm:
+    """A progress bar over the epochs that ends green and exact when training stops early (see ``finish``)."""
+    return tqdm(range(first, epochs), desc="epochs", unit="epoch", disable=not enabled, initial=first, total=epochs)
+
+
+def finish_bar(bar: tqdm, epochs_run: int) -> None:
+    """Close an epoch bar: an early stop is a success, so the bar's total becomes the epochs that ran."""
+    bar.total = epochs_run
+    bar.n = epochs_run
+    bar.refresh()
+    bar.close()
+
+
+def make_optimizer(model: TransferNet, cfg: TrainConfig) -> torch.optim.Optimizer:
+    """Adam on the head (features recipe, backbone frozen), or on everything with the backbone at lr/10."""
+    if cfg.recipe == "features":
+        for parameter in model.backbone.parameters():
+            parameter.requires_grad = False
+        return torch.optim.Adam(model.head.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    groups = [{"params": model.backbone.parameters(), "lr": cfg.lr * BACKBONE_LR_FACTOR},
+              {"params": model.head.parameters(), "lr": cfg.lr}]
+    return torch.optim.Adam(groups, lr=cfg.lr, weight_decay=cfg.weight_decay)
+
+
+def make_batches(cfg: TrainConfig, model: TransferNet, split: Split, device: torch.device,
+                 skipped: SkippedFiles) -> tuple[FeatureBatches | ImageBatches, nn.Module]:
     """The recipe's batch source and the part of the model it trains."""
+    prep = get_arch(cfg.arch).prep
+    views = training_views(train_transform(prep, cfg.flip_p), seed=cfg.seed)
     if cfg.recipe == "finetune":
-        return ImageBatches(split, cfg, device, skipped), model
-    extract = dict(prep=get_arch(cfg.arch).prep, device=device, skipped=skipped,
-                   cache_root=cache_dir() / "features" if cfg.feature_cache else None,
-                   num_workers=cfg.num_workers, progress=cfg.progress, reduced_precision=cfg.reduced_precision)
-    train_set = extract_features(model.backbone, backbone_id(cfg), split.train, views=VIEWS, **extract)
-    valid_set = extract_features(model.backbone, backbone_id(cfg), split.valid, views=("plain",), **extract)
-    return FeatureBatches(train_set, valid_set, cfg, device), model.head
-
-
-def _log_scalars(writer, row: dict) -> None:
-    """TensorBoard scalars for one epoch, flushed so a live TensorBoard shows them at once."""
-    for tag, key in (("loss/train", "train_loss"), ("loss/valid", "valid_loss"),
-                     ("accuracy/valid", "valid_accuracy"), ("lr", "lr")):
-        writer.add_scalar(tag, row[key], row["epoch"])
-    writer.flush()
+        return ImageBatches(split, views, eval_transform(prep), cfg.batch_size, cfg.seed, device, skipped,
+                            min_size=prep.image_size, num_workers=cfg.num_workers), model
+    batches = feature_batches(model, backbone_id(cfg.arch, cfg.weights, cfg.seed), split, views,
+                              eval_transform(prep), cfg.batch_size, cfg.seed, device, skipped,
+                              cache=cfg.feature_cache, min_size=prep.image_size, num_workers=cfg.num_workers,
+                              progress=cfg.progress, reduced_precision=cfg.reduced_precision)
+    return batches, model.head
 
 
 def train(cfg: TrainConfig, resume: bool = False) -> dict:
     """Train (or resume) a run in ``cfg.out``; returns the metrics also written to metrics.json."""
-    from torch.utils.tensorboard import SummaryWriter
-
     out = Path(cfg.out)
     last_path = out / "last.pt"
     if resume:
         if not last_path.exists():
             raise CatdogError(f"{out}: nothing to resume (no last.pt). Start the run without --resume.")
         saved = load_checkpoint(last_path)
+        if saved["meta"].get("optimizer_class", "Adam") != "Adam":
+            raise CatdogError(f"{out}: this run was trained with {saved['meta']['optimizer_class']} in a notebook; "
+                              "resume it there, or start a new run.")
         cfg = TrainConfig(**{**saved["config"], "progress": cfg.progress, "device": cfg.device})
     elif last_path.exists():
         raise CatdogError(f"{out}: already holds a run (last.pt). Use --resume {out} or another --out folder.")
     cfg = _check_config(cfg)
     _ensure_writable(out)
     started = time.perf_counter()
-    set_seed(cfg.seed)
     device = pick_device(cfg.device)
     split = prepare_split(cfg, out, resume)
+    set_seed(cfg.seed)
     # A resumed run's weights all come from last.pt: no need to find the pretrained ones again.
     model = create_model(cfg.arch, len(split.classes), None if resume else cfg.weights).to(device)
-    optimizer = _build_optimizer(model, cfg)
+    optimizer = make_optimizer(model, cfg)
     scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(optimizer, mode="min", factor=0.1, patience=4)
     stopper = EarlyStopping(cfg.patience)
     state = RunState()
@@ -311,48 +379,40 @@ def train(cfg: TrainConfig, resume: bool = False) -> dict:
         scheduler.load_state_dict(saved["scheduler"])
         stopper = EarlyStopping(**saved["early_stopping"])
         state = RunState(**saved["run_state"])
-        torch.set_rng_state(saved["rng_state"])
     elapsed_before = state.elapsed_s
     skipped = SkippedFiles()
-    batches, net = _batches(cfg, model, split, device, skipped)
-    if not resume:  # feature extraction may draw random numbers; training starts from the seed
+    batches, net = make_batches(cfg, model, split, device, skipped)
+    # Feature extraction may draw random numbers; training starts from the seed (or where it stopped).
+    if resume:
+        torch.set_rng_state(saved["rng_state"])
+    else:
         set_seed(cfg.seed)
     loss_fn = nn.CrossEntropyLoss()
-    scaler = torch.amp.GradScaler(device.type, enabled=device.type == "cuda")
-    meta = model_meta(cfg, split)
-    writer = SummaryWriter(str(out / "tensorboard"))
+    run = RunFolder(out, cfg, split, model)
     last_epoch = state.epoch if state.stopped_early else cfg.epochs
-    bar = tqdm(range(state.epoch, last_epoch), desc="epochs", unit="epoch", disable=not cfg.progress)
+    bar = epoch_bar(state.epoch, last_epoch, cfg.progress)
     try:
-        for epoch in bar:
+        for epoch in range(state.epoch, last_epoch):
             epoch_start = time.perf_counter()
-            model.train(cfg.recipe == "finetune")
-            net.train()
-            train_loss = run_epoch(net, batches.train_batches(epoch), loss_fn, optimizer, device, scaler)
-            net.eval()
-            valid_loss, valid_acc = validate(net, batches.valid_batches(), loss_fn, device)
-            lr = optimizer.param_groups[-1]["lr"]
+            train_loss = train_epoch(net, batches.train_batches(epoch), loss_fn, optimizer)
+            valid_loss, valid_acc = validate(net, batches.valid_batches(), loss_fn)
             row = {"epoch": epoch + 1, "train_loss": train_loss, "valid_loss": valid_loss,
-                   "valid_accuracy": valid_acc, "lr": lr, "seconds": time.perf_counter() - epoch_start}
+                   "valid_accuracy": valid_acc, "lr": optimizer.param_groups[-1]["lr"],
+                   "seconds": time.perf_counter() - epoch_start}
             state.history.append(row)
-            _log_scalars(writer, row)
+            run.log(row)
+            bar.update()
             bar.set_postfix(train_loss=f"{train_loss:.3f}", valid_loss=f"{valid_loss:.3f}", valid_acc=f"{valid_acc:.3f}")
-            if valid_acc > state.best_accuracy or (valid_acc == state.best_accuracy and valid_loss < state.best_loss):
-                state.best_accuracy, state.best_loss, state.best_epoch = valid_acc, valid_loss, epoch + 1
-                save_checkpoint(out / "best.pt", model.state_dict(),
-                                {**meta, "epoch": epoch + 1, "metrics": row})
+            if state.is_best(row):
+                run.save_best(model, row)
             state.stopped_early = stopper.step(valid_loss)
             scheduler.step(valid_loss)
             state.epoch = epoch + 1
             state.elapsed_s = elapsed_before + time.perf_counter() - started
-            save_checkpoint(last_path, model.state_dict(), {**meta, "epoch": epoch + 1, "metrics": row},
-                            optimizer=optimizer.state_dict(), scheduler=scheduler.state_dict(),
-                            early_stopping=asdict(stopper), run_state=asdict(state),
-                            rng_state=torch.get_rng_state(), config=asdict(cfg))
-            _write_json(out / "metrics.json", _metrics(cfg, split, state, skipped))
+            run.save_last(model, optimizer, scheduler, stopper, state, skipped)
             if state.stopped_early:
                 break
     finally:
-        bar.close()
-        writer.close()
-    return _metrics(cfg, split, state, skipped)
+        finish_bar(bar, state.epoch)
+        run.close()
+    return run.metrics(state, skipped)

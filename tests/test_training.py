@@ -12,10 +12,11 @@ from catdog_lib.checkpoint import load_checkpoint
 from catdog_lib.datasets import SkippedFiles
 from catdog_lib.errors import CatdogError
 from catdog_lib.evaluation import evaluate, load_model
-from catdog_lib.features import extract_features
+from catdog_lib.features import eval_views, extract_features, training_views
 from catdog_lib.layout import find_dataset, read_class_folders
 from catdog_lib.split import Split, stratified_split, subset_per_class
-from catdog_lib.training import EarlyStopping, FeatureBatches, ImageBatches, TrainConfig, run_epoch, train
+from catdog_lib.transforms import eval_transform, train_transform
+from catdog_lib.training import EarlyStopping, FeatureBatches, ImageBatches, TrainConfig, train, train_epoch
 from catdog_lib.config import cache_dir
 from conftest import make_dataset
 
@@ -30,34 +31,52 @@ def _tiny_config(root: Path, out: Path, **overrides) -> TrainConfig:
 def _frozen_model() -> torch.nn.Module:
     torch.manual_seed(0)
     model = create_model("efficientnet_lite0", 2, weights=None)
-    model.freeze_backbone()
+    for parameter in model.backbone.parameters():
+        parameter.requires_grad = False
     return model
+
+
+class FrozenBackboneNet(torch.nn.Module):
+    """The whole network with the backbone kept in eval mode, as the features recipe freezes it."""
+
+    def __init__(self, model: torch.nn.Module):
+        super().__init__()
+        self.model = model
+
+    def train(self, mode: bool = True):
+        self.model.head.train(mode)
+        self.model.backbone.eval()
+        return self
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        return self.model(images)
 
 
 @pytest.mark.parametrize("flip_p, workers", [(0.0, 1), (1.0, 1), (0.5, 0), (0.5, 1)])
 def test_cached_features_train_the_same_head_as_the_plain_loop(tmp_path, flip_p, workers):
     root = make_dataset(tmp_path / "data", {"cats": 10, "dogs": 10})
     split = stratified_split(read_class_folders(root))
-    cfg = _tiny_config(root, tmp_path / "run", flip_p=flip_p, num_workers=workers, reduced_precision=False)
-    prep = get_arch(cfg.arch).prep
+    prep = get_arch("efficientnet_lite0").prep
+    views = training_views(train_transform(prep, flip_p))
     loss_fn = torch.nn.CrossEntropyLoss()
-    scaler = torch.amp.GradScaler("cpu", enabled=False)
 
     cached = _frozen_model()
     skipped = SkippedFiles()
-    sets = [extract_features(cached.backbone, "test", part, prep, CPU, skipped, progress=False,
-                             reduced_precision=False, num_workers=1) for part in (split.train, split.valid)]
-    cached_batches = FeatureBatches(*sets, cfg, CPU)
-    plain = _frozen_model().eval()
-    plain_batches = ImageBatches(split, cfg, CPU, skipped)
+    train_set, valid_set = (
+        extract_features(cached.backbone, "test", part, part_views, CPU, skipped, progress=False,
+                         reduced_precision=False, num_workers=1, min_size=prep.image_size)
+        for part, part_views in ((split.train, views), (split.valid, eval_views(eval_transform(prep)))))
+    cached_batches = FeatureBatches(train_set, valid_set, views, 8, 42, CPU)
+    plain = _frozen_model()
+    plain_batches = ImageBatches(split, views, eval_transform(prep), 8, 42, CPU, skipped,
+                                 min_size=prep.image_size, num_workers=workers)
 
     runs = [(cached.head, cached_batches, torch.optim.Adam(cached.head.parameters(), lr=1e-2)),
-            (plain, plain_batches, torch.optim.Adam(plain.head.parameters(), lr=1e-2))]
+            (FrozenBackboneNet(plain), plain_batches, torch.optim.Adam(plain.head.parameters(), lr=1e-2))]
     for epoch in range(2):
         for net, batches, optimizer in runs:
             torch.manual_seed(epoch)  # the same dropout masks for both
-            cached.head.train(), plain.head.train()
-            run_epoch(net, batches.train_batches(epoch), loss_fn, optimizer, CPU, scaler)
+            train_epoch(net, batches.train_batches(epoch), loss_fn, optimizer)
     for a, b in zip(cached.head.parameters(), plain.head.parameters()):
         torch.testing.assert_close(a, b, atol=1e-4, rtol=1e-3)  # channels_last vs not: float noise
     assert not torch.equal(cached.head[1].weight, _frozen_model().head[1].weight)  # it did train
