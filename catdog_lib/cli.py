@@ -75,7 +75,11 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
     from .evaluation import evaluate_folder, load_model
 
     loaded = load_model(args.checkpoint, args.device)
+<<<<<<< HEAD
     result = evaluate_folder(loaded, data_root(args.data), progress=not args.json, tta=args.tta)
+=======
+    result = evaluate_folder(loaded, data_root(args.data), progress=not args.json, batch_size=args.batch_size)
+>>>>>>> main
     if args.json:
         print(json.dumps(result.summary()))
     else:
@@ -161,6 +165,7 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--checkpoint", type=_existing_path("checkpoint"), required=True)
     evaluate.add_argument("--data", type=_existing_path("data folder"), help="dataset root or class-folder root")
     evaluate.add_argument("--json", action="store_true", help="print one JSON object")
+    evaluate.add_argument("--batch-size", type=_positive(int), default=32, help="photos per forward pass (default 32)")
     evaluate.set_defaults(func=_cmd_evaluate)
 
     predict = sub.add_parser("predict", help="class and probability for each image")

@@ -9,6 +9,7 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 DATA_ENV = "CATDOG_DATA_DIR"
 FAST_ENV = "CATDOG_FAST"
 CACHE_ENV = "CATDOG_CACHE_DIR"
+RUNS_ENV = "CATDOG_RUNS_DIR"
 
 
 def data_root(root: str | os.PathLike | None = None) -> Path:
@@ -28,3 +29,8 @@ def cache_dir() -> Path:
 def fast_mode() -> bool:
     """True when CATDOG_FAST=1: the course uses a small real subset and few epochs."""
     return os.environ.get(FAST_ENV, "").strip().lower() in {"1", "true", "yes", "on"}
+
+
+def runs_dir() -> Path:
+    """Where the course's runs go: $CATDOG_RUNS_DIR, else `runs` in the repo."""
+    return Path(os.environ.get(RUNS_ENV) or REPO_ROOT / "runs").expanduser()

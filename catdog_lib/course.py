@@ -22,7 +22,7 @@ import torch
 
 from .backbones import DEFAULT_ARCH
 from .checkpoint import atomic_write_text
-from .config import FAST_ENV, REPO_ROOT, data_root, fast_mode
+from .config import FAST_ENV, REPO_ROOT, data_root, fast_mode, runs_dir
 from .errors import CatdogError
 from .evaluation import Evaluation
 from .features import file_digest
@@ -34,7 +34,7 @@ from .layout import (
     match_classes,
     natural_key,
 )
-from .split import subset_per_class
+from .split import Split, stratified_split, subset_per_class
 from .synthetic import make_synthetic_dataset
 from .training import TrainConfig, train
 
@@ -48,7 +48,8 @@ NOTEBOOKS = (
     "06_save_and_load.ipynb",
 )
 TRAINING_NOTEBOOK = "04_transfer_learning.ipynb"
-COURSE_RUN = REPO_ROOT / "runs" / "course"  # notebook 04 trains here; 05 and 06 read it
+COURSE_RUN = runs_dir() / "course"  # notebook 04 trains here; 05 and 06 read it
+COURSE_SPLIT = runs_dir() / "course-split.json"  # notebook 01 splits the data; 02-06 use its split
 SYNTHETIC_ROOT = REPO_ROOT / "data" / "synthetic-cats-vs-dogs"
 FAST_PER_CLASS = 60  # fast mode: training photos per class (and a quarter of that for validation)
 FAST_EPOCHS = 10
@@ -68,13 +69,13 @@ def has_dataset(root: Path) -> bool:
     return True
 
 
-def course_data_root() -> tuple[Path, bool]:
+def course_data_root(data_dir: str | os.PathLike | None = None) -> tuple[Path, bool]:
     """The photos to use and whether they are synthetic.
 
-    ``config.data_root()`` when it holds a dataset; otherwise the SYNTHETIC set (made on first use
-    in ``data/synthetic-cats-vs-dogs``), announced loudly, never silently.
+    ``config.data_root(data_dir)`` when it holds a dataset; otherwise the SYNTHETIC set (made on first
+    use in ``data/synthetic-cats-vs-dogs``), announced loudly, never silently.
     """
-    root = data_root()
+    root = data_root(data_dir)
     if has_dataset(root):
         return root, False
     make_synthetic_dataset(SYNTHETIC_ROOT)
@@ -106,6 +107,26 @@ def folder_tree(root: Path, files_per_folder: int = 3) -> str:
     return "\n".join(lines)
 
 
+def save_course_split(split: Split, path: Path = COURSE_SPLIT) -> Path:
+    """Keep notebook 01's train/valid split for the notebooks after it."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    split.save(path)
+    return path
+
+
+def course_split(root: Path, path: Path = COURSE_SPLIT) -> Split:
+    """The split notebook 01 saved for the data in ``root``; if 01 has not split this data, the tutorial's
+    (80/20, seed 42), made and saved now so that every notebook also runs on its own."""
+    if path.is_file():
+        split = Split.load(path)
+        if Path(split.root).resolve() == find_dataset(root).train().root.resolve():
+            return split
+    split = stratified_split(find_dataset(root).train())
+    print(f"notebook 01 has not split {root} yet: using the tutorial's stratified 80/20 split (seed 42).")
+    save_course_split(split, path)
+    return split
+
+
 def fresh_course_run(run: Path = COURSE_RUN) -> Path:
     """Remove a previous course run so that training really starts from scratch."""
     if run.exists():
@@ -127,6 +148,8 @@ def _mismatch(run: Path, root: Path) -> str | None:
         return f"it was trained on other data ({config['data']})"
     if config.get("per_class") != (FAST_PER_CLASS if fast_mode() else None):
         return "it was trained in the other mode (fast vs full)"
+    if config.get("valid_fraction") != course_split(root).valid_fraction:
+        return "it was trained on another train/valid split than notebook 01 made"
     return None
 
 
@@ -146,7 +169,7 @@ def ensure_course_checkpoint(data: Path | None = None, run: Path = COURSE_RUN) -
     fresh_course_run(run)
     fast = fast_mode()
     train(TrainConfig(data=str(root), out=str(run), arch=DEFAULT_ARCH, epochs=FAST_EPOCHS if fast else 40,
-                      per_class=FAST_PER_CLASS if fast else None, progress=False))
+                      valid_fraction=course_split(root).valid_fraction, per_class=FAST_PER_CLASS if fast else None))
     return best
 
 
@@ -297,7 +320,7 @@ def run_course(fast: bool, out: Path | None, notebooks: Sequence[Path] | None = 
                course_run: Path = COURSE_RUN) -> int:
     """Execute the notebooks in order, stopping at the first failure; 0 when all ran and notebook 04 trained."""
     fast = fast or fast_mode()
-    out = Path(out) if out else REPO_ROOT / "runs" / datetime.now().strftime("%Y%m%d-%H%M%S")
+    out = Path(out) if out else runs_dir() / datetime.now().strftime("%Y%m%d-%H%M%S")
     out.mkdir(parents=True, exist_ok=True)
     paths = [Path(p) for p in notebooks] if notebooks is not None else [NOTEBOOK_DIR / n for n in NOTEBOOKS]
     since = time.time() - 1  # file times may be rounded down a little

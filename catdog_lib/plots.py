@@ -84,14 +84,24 @@ def show_batch(images: torch.Tensor, labels: torch.Tensor, classes: Sequence[str
 
 def plot_augmentations(image: torch.Tensor, demos: Mapping[str, Callable], draws: int = 3,
                        seed: int = 0) -> Figure:
-    """One row per transform: the original, then ``draws`` random results (shape in each title)."""
+    """One row per transform: the original, then ``draws`` results, each titled with what happened
+    (mirrored or not; a transform that gives the same result every time is shown once, as not random)."""
     torch.manual_seed(seed)
     fig, axes = _grid(len(demos) * (draws + 1), draws + 1, cell=2.2)
     for row, (name, transform) in enumerate(demos.items()):
         cells = axes[row * (draws + 1):(row + 1) * (draws + 1)]
         _show_tensor(cells[0], image, "original")
-        for draw, ax in enumerate(cells[1:], start=1):
-            _show_tensor(ax, transform(image), f"{name} #{draw}")
+        results = [transform(image) for _ in range(draws)]
+        if all(torch.equal(result, results[0]) for result in results):
+            _show_tensor(cells[1], results[0], f"{name}\n(not random: same every draw)")
+            for ax in cells[2:]:
+                ax.set_axis_off()
+            continue
+        for draw, (ax, result) in enumerate(zip(cells[1:], results), start=1):
+            same_shape = result.shape == image.shape
+            what = ("mirrored" if same_shape and torch.equal(result, image.flip(-1))
+                    else "unchanged" if same_shape and torch.equal(result, image) else "")
+            _show_tensor(ax, result, f"{name} #{draw}" + (f"\n{what}" if what else ""))
     return fig
 
 

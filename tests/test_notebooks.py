@@ -1,17 +1,20 @@
-"""The committed notebooks' shape: clean, one literal parameters cell, a Colab badge, thin library calls.
+"""The committed notebooks' shape: clean, one literal parameters cell, a Colab badge, the lesson's code.
 
-Executing them is nbval's job: `pytest --nbval-lax --nbval-current-env notebooks/`.
+Executing them is nbval's job: `pytest --nbval-lax --nbval-current-env notebooks/`; what their edits do
+is tested in tests/test_notebook_effects.py.
 """
 
 from __future__ import annotations
 
 import ast
+import inspect
 import re
 
 import nbformat
 import pytest
 from IPython.core.inputtransformer2 import TransformerManager
 
+from catdog_lib import training
 from catdog_lib.course import NOTEBOOK_DIR, NOTEBOOKS
 
 COLAB = "https://colab.research.google.com/github/catdog-course/catdog/blob/main/notebooks/{name}"
@@ -88,17 +91,33 @@ def test_seeds_and_honours_fast_mode_after_the_parameters(nb):
     derived = code_cells(nb)[2].source
     assert "devices.set_seed(SEED)" in derived
     assert "config.fast_mode()" in derived
-    assert "course.course_data_root()" in derived
+    assert "course.course_data_root(DATA_DIR)" in derived  # the data root is a parameter
 
 
-def test_thin_no_classes_or_training_loops(nb):
-    for cell in code_cells(nb):
-        for node in ast.walk(parse(cell)):
-            assert not isinstance(node, ast.ClassDef), cell.source[:80]
-            if isinstance(node, (ast.For, ast.comprehension)):
-                assert "loader" not in ast.unparse(node.iter), cell.source[:80]
-            if isinstance(node, ast.Attribute):
-                assert node.attr not in {"backward", "zero_grad"}, cell.source[:80]
+def test_no_notebook_picks_its_own_backbone_but_04():
+    for name in NOTEBOOKS:
+        params = [cell for cell in read(name).cells if "parameters" in cell.metadata.get("tags", [])][0]
+        assert ("ARCH =" in params.source) == (name == "04_transfer_learning.ipynb"), name
+
+
+@pytest.mark.parametrize("definition", [training.EarlyStopping, training.train_epoch, training.validate])
+def test_the_training_code_04_teaches_is_the_code_catdog_train_runs(definition):
+    """d2l's rule: the code is shown where it is taught, and the library reuses that very code."""
+    sources = [cell.source for cell in code_cells(read("04_transfer_learning.ipynb"))]
+    assert inspect.getsource(definition).strip() in sources
+
+
+def test_04_shows_the_lesson_as_code():
+    source = "\n".join(cell.source for cell in code_cells(read("04_transfer_learning.ipynb")))
+    for piece in ("vgg.classifier[3] = nn.Linear(4096, 512)", "vgg.classifier[6] = nn.Linear(512, 2)",
+                  "torchvision.models.vgg16_bn(weights=None)", "parameter.requires_grad = False",
+                  "nn.CrossEntropyLoss()", "torch.optim.Adam(model.head.parameters(), lr=LEARNING_RATE)",
+                  "ReduceLROnPlateau(optimizer", "optimizer.zero_grad()", "loss.backward()", "optimizer.step()",
+                  "scheduler.step(valid_loss)", "stopper.step(valid_loss)", "run.save_best(model, row)",
+                  "run.writer.add_scalar(", "ImageFolder(", "Subset(", "transforms.train_transform(PREP, FLIP_P)"):
+        assert piece in source, piece
+    for pitfall in range(1, 5):  # each of the tutorial's mistakes taught in a box
+        assert f"**Pitfall {pitfall} " in "\n".join(c.source for c in read("04_transfer_learning.ipynb").cells)
 
 
 def test_checks_its_facts(nb):
@@ -115,7 +134,7 @@ def test_later_notebooks_train_if_needed(name):
 
 def test_training_notebook_starts_fresh_and_trains():
     source = "\n".join(cell.source for cell in code_cells(read("04_transfer_learning.ipynb")))
-    assert "course.fresh_course_run(RUN_DIR)" in source and "training.train(cfg)" in source
+    assert "course.fresh_course_run(RUN_DIR)" in source and "train_epoch(model.head" in source
     assert 'device=summary_device' in source  # torchsummary defaults to CUDA
 
 
