@@ -75,11 +75,8 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
     from .evaluation import evaluate_folder, load_model
 
     loaded = load_model(args.checkpoint, args.device)
-<<<<<<< HEAD
-    result = evaluate_folder(loaded, data_root(args.data), progress=not args.json, tta=args.tta)
-=======
-    result = evaluate_folder(loaded, data_root(args.data), progress=not args.json, batch_size=args.batch_size)
->>>>>>> main
+    result = evaluate_folder(loaded, data_root(args.data), progress=not args.json, batch_size=args.batch_size,
+                             tta=args.tta)
     if args.json:
         print(json.dumps(result.summary()))
     else:
