@@ -26,7 +26,7 @@ def _checked(path: Path, shown_as: str, remove_if_bad: bool = False) -> Path:
     if problem:
         if remove_if_bad:
             path.unlink(missing_ok=True)
-        reason = problem.split(": ", 1)[-1]
+        reason = problem.removeprefix(f"{path}: ")
         raise CatdogError(f"{shown_as}: {reason}; choose a photo (JPEG, PNG, WebP, ...).")
     return path
 
