@@ -2,7 +2,8 @@
 
 Test-time augmentation (``tta=True``) averages the softmax of each photo and its mirror image: the
 classifier was trained on mirrored photos too, so both views are fair questions and their average
-is a steadier answer. A frozen-backbone checkpoint gets both views' features from the feature cache.
+is a steadier answer. A frozen-backbone checkpoint gets both views' features from the feature cache,
+each view cached apart: after a plain evaluation, TTA costs one more pass per photo, once.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from pathlib import Path
 
 import torch
 from sklearn.metrics import confusion_matrix, precision_recall_fscore_support
+from torchvision import transforms as T
 
 from .backbones import TransferNet, create_model
 from .checkpoint import load_checkpoint
@@ -100,14 +102,18 @@ def _logits(loaded: LoadedModel, samples: list[Sample], skipped: SkippedFiles, u
     views = ("plain", "flip") if tta else ("plain",)
     if use_cache and loaded.meta.get("recipe") == "features":
         transform = eval_transform(loaded.prep)
-        # flip_p only marks the second view as the mirror image; no randomness at test time
-        view_set = ViewSet(transform, views, flip_p=0.5) if tta else eval_views(transform)
-        feats = extract_features(model.backbone, loaded.meta["backbone_weights"], samples, view_set, device,
-                                 skipped, cache_root=cache_dir() / "features", min_size=loaded.prep.image_size,
-                                 batch_size=batch_size, progress=progress)
+        view_sets = [eval_views(transform)]  # cached apart, so a plain evaluation's features serve TTA too
+        if tta:
+            view_sets.append(ViewSet(T.Compose([transform, T.RandomHorizontalFlip(p=1.0)]), ("mirrored",)))
+        per_view = [extract_features(model.backbone, loaded.meta["backbone_weights"], samples, view_set, device,
+                                     skipped, cache_root=cache_dir() / "features", min_size=loaded.prep.image_size,
+                                     batch_size=batch_size, progress=progress)
+                    for view_set in view_sets]
+        if any(feats.paths != per_view[0].paths for feats in per_view):
+            raise CatdogError("the test photos changed while they were read; run the evaluation again.")
         with torch.no_grad():
-            logits = torch.stack([model.head(view.to(device)).float().cpu() for view in feats.features])
-        return logits, feats.labels, [str(p) for p in feats.paths]
+            logits = torch.stack([model.head(feats.features[0].to(device)).float().cpu() for feats in per_view])
+        return logits, per_view[0].labels, [str(p) for p in per_view[0].paths]
     indexed = [(path, index) for index, (path, _) in enumerate(samples)]  # label slot carries the index
     loader = make_loader(indexed, eval_transform(loaded.prep), batch_size, min_size=loaded.prep.image_size)
     outputs, kept = [], []
