@@ -10,7 +10,7 @@ SHARED_DATA := $(abspath ../shared/data/cat-and-dog)
 # Point at the shared real photos when they exist and the caller did not choose a data folder.
 export CATDOG_DATA_DIR ?= $(if $(wildcard $(SHARED_DATA)/training_set),$(SHARED_DATA),)
 
-.PHONY: run test bench install clean-notebooks student
+.PHONY: run test test-browser bench install clean-notebooks student
 
 install: $(STAMP)
 
@@ -28,6 +28,14 @@ test: $(STAMP)
 
 student: $(STAMP)
 	$(BIN)/catdog course --student student
+
+# The web demo's browser test; Gradio (the `demo` extra, ~250 MB with its web stack) is installed only here.
+test-browser: $(VENV)/.demo-installed
+	$(BIN)/python -m pytest -q tests/browser
+
+$(VENV)/.demo-installed: $(STAMP)
+	$(BIN)/python -m pip install --quiet -e '.[dev,demo]'
+	touch $@
 
 bench: $(STAMP)
 	$(BIN)/python benchmarks/bench.py

@@ -8,8 +8,9 @@ import pickle
 import platform
 import tempfile
 import zipfile
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 import torch
 
@@ -39,11 +40,20 @@ def _os_error(error: BaseException) -> OSError | None:
     return None
 
 
-def atomic_save(obj: Any, path: Path) -> None:
-    """torch.save to a temporary file beside ``path``, fsync, then rename over it.
+def _umask() -> int:
+    """The process's umask (reading it means setting it: set it straight back)."""
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
 
-    An interrupted or failed write (full disk, read-only folder) leaves any previous file intact. A temporary
-    file left by a killed process (``.NAME.*.tmp``) is removed by the next successful save of ``path``.
+
+def _atomic_write(path: Path, write: Callable[[BinaryIO], object]) -> None:
+    """Call ``write`` on a temporary file beside ``path``, fsync, then rename it over ``path``.
+
+    The file gets the mode a plain ``open`` would give (0o666 less the umask), so a group-shared folder
+    stays shared. An interrupted or failed write (full disk, read-only folder) leaves any previous file
+    intact. A temporary file left by a killed process (``.NAME.*.tmp``) is removed by the next successful
+    write of ``path``.
     """
     path = Path(path)
     try:
@@ -52,8 +62,9 @@ def atomic_save(obj: Any, path: Path) -> None:
     except OSError as error:
         raise CatdogError(f"cannot write {path}: {error.strerror or error}. Choose a writable --out folder.") from None
     try:
+        os.fchmod(handle, 0o666 & ~_umask())
         with os.fdopen(handle, "wb") as file:
-            torch.save(obj, file)
+            write(file)
             file.flush()
             os.fsync(file.fileno())
         os.replace(tmp_name, path)
@@ -68,6 +79,16 @@ def atomic_save(obj: Any, path: Path) -> None:
         raise
     for stale in path.parent.glob(f".{glob.escape(path.name)}.*.tmp"):
         stale.unlink(missing_ok=True)
+
+
+def atomic_save(obj: Any, path: Path) -> None:
+    """torch.save ``obj`` to ``path`` atomically (see :func:`_atomic_write`)."""
+    _atomic_write(path, lambda file: torch.save(obj, file))
+
+
+def atomic_write_bytes(path: Path, data: bytes) -> None:
+    """Write ``data`` to ``path`` atomically (see :func:`_atomic_write`)."""
+    _atomic_write(path, lambda file: file.write(data))
 
 
 def atomic_write_text(path: Path, text: str) -> None:

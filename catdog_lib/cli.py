@@ -1,4 +1,4 @@
-"""The `catdog` command line: data download/check, train, evaluate, predict, course."""
+"""The `catdog` command line: data download/check, train, evaluate, predict, export, demo, course."""
 
 from __future__ import annotations
 
@@ -25,7 +25,7 @@ def _existing_path(kind: str, file: bool = False):
         if not path.exists():
             raise argparse.ArgumentTypeError(f"{kind} {value}: no such file or folder")
         if file and path.is_dir():
-            raise argparse.ArgumentTypeError(f"{kind} {value}: is a folder; pass image files")
+            raise argparse.ArgumentTypeError(f"{kind} {value}: is a folder; pass a file")
         return path
     return check
 
@@ -42,6 +42,29 @@ def _positive(kind: type):
     return check
 
 
+def _learning_rate(value: str) -> float:
+    """A learning rate above 0 and at most 1 (the tutorial's is 1e-3; far above 1 overflows at once)."""
+    try:
+        number = float(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"invalid float value: {value!r}") from None
+    if not 0 < number <= 1:
+        raise argparse.ArgumentTypeError(f"must be positive and at most 1 (e.g. 1e-3), got {value}")
+    return number
+
+
+def _seed(value: str) -> int:
+    """A seed every RNG accepts (NumPy's limit): an integer from 0 to 2**32 - 1."""
+    try:
+        number = int(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"invalid int value: {value!r}") from None
+    if not 0 <= number <= MAX_SEED:
+        raise argparse.ArgumentTypeError(f"must be an integer from 0 to {MAX_SEED}, got {value}")
+    return number
+
+
+MAX_SEED = 2**32 - 1
 RUN_SETTINGS = ("data", "out", "arch", "recipe", "epochs", "batch_size", "lr", "seed", "weights")
 
 
@@ -58,11 +81,11 @@ def _cmd_train(args: argparse.Namespace) -> int:
                                     progress=not args.quiet), resume=True)
         out = args.resume
     else:
-        if not args.out:
+        if args.out is None:
             raise CatdogError("train: --out RUN_DIR is required (or --resume RUN_DIR).")
         if given.get("weights") == "none":
             given["weights"] = None
-        given.update(data=str(data_root(args.data)), out=str(args.out))
+        given.update(data=str(data_root(args.data).resolve()), out=str(args.out))
         metrics = train(TrainConfig(**given, device=args.device, progress=not args.quiet))
         out = args.out
     print(f"best valid accuracy {metrics['best_valid_accuracy']:.4f} at epoch {metrics['best_epoch']} "
@@ -92,15 +115,39 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
 def _cmd_predict(args: argparse.Namespace) -> int:
     from .evaluation import load_model, predict
 
-    loaded = load_model(args.checkpoint, args.device)
-    failed = 0
-    for row in predict(loaded, args.images, tta=args.tta):
+    if args.model:
+        from .export import load_onnx
+
+        model = load_onnx(args.model)
+    else:
+        model = load_model(args.checkpoint, args.device)
+    rows = predict(model, args.images, batch_size=args.batch_size, tta=args.tta)
+    if args.json:
+        print(json.dumps({"model": str(args.model or args.checkpoint), "classes": model.classes,
+                          "predictions": [row.as_dict() for row in rows if not row.error],
+                          "skipped": [row.as_dict() for row in rows if row.error]}, ensure_ascii=False))
+    for row in rows:
         if row.error:
-            failed += 1
-            print(f"{row.path}\terror: {row.error}")
-        else:
+            print(f"{row.path}\tskipped: {row.error}", file=sys.stderr if args.json else sys.stdout)
+        elif not args.json:
             print(f"{row.path}\t{row.label}\t{row.probability:.4f}")
-    return 1 if failed else 0
+    return 1 if any(row.error for row in rows) else 0
+
+
+def _cmd_export(args: argparse.Namespace) -> int:
+    from .export import export_onnx
+
+    out = export_onnx(args.checkpoint, args.out, force=args.force)
+    print(f"wrote {out} ({out.stat().st_size / 1e6:.1f} MB); "
+          f"try it: catdog predict --model {out} PHOTO_OR_FOLDER")
+    return 0
+
+
+def _cmd_demo(args: argparse.Namespace) -> int:
+    from .demo import serve
+
+    serve(args.checkpoint, host=args.host, port=args.port, device=args.device)
+    return 0
 
 
 def _cmd_data_check(args: argparse.Namespace) -> int:
@@ -145,14 +192,14 @@ def build_parser() -> argparse.ArgumentParser:
 
     train = sub.add_parser("train", help="train a classifier; writes best.pt, last.pt, metrics.json, split.json")
     train.add_argument("--data", help="dataset root (default: $CATDOG_DATA_DIR, else data/cat-and-dog)")
-    train.add_argument("--out", type=Path, help="run folder to create")
+    train.add_argument("--out", help="run folder to create (new or empty)")
     train.add_argument("--arch", choices=sorted(ARCHS), help=f"backbone (default {DEFAULT_ARCH})")
     train.add_argument("--recipe", choices=RECIPES, help=f"default {defaults.recipe}")
     train.add_argument("--epochs", type=_positive(int), help=f"most epochs (default {defaults.epochs})")
     train.add_argument("--batch-size", type=_positive(int), help=f"default {defaults.batch_size}")
-    train.add_argument("--lr", type=_positive(float),
+    train.add_argument("--lr", type=_learning_rate,
                        help=f"learning rate (default {DEFAULT_LR['features']} features, {DEFAULT_LR['finetune']} finetune)")
-    train.add_argument("--seed", type=int, help=f"default {defaults.seed}")
+    train.add_argument("--seed", type=_seed, help=f"0 to 2**32-1 (default {defaults.seed})")
     train.add_argument("--weights", help="'default' (ImageNet; downloads for torchvision archs), "
                                          "a local .pth file, or 'none'")
     train.add_argument("--resume", type=_existing_path("run folder"), help="continue an interrupted run")
@@ -165,12 +212,30 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--batch-size", type=_positive(int), default=32, help="photos per forward pass (default 32)")
     evaluate.set_defaults(func=_cmd_evaluate)
 
-    predict = sub.add_parser("predict", help="class and probability for each image")
-    predict.add_argument("--checkpoint", type=_existing_path("checkpoint"), required=True)
-    predict.add_argument("images", nargs="+", type=_existing_path("image", file=True))
+    predict = sub.add_parser("predict", help="class and probability for each image (files or folders)")
+    model = predict.add_mutually_exclusive_group(required=True)
+    model.add_argument("--checkpoint", type=_existing_path("checkpoint", file=True),
+                       help="a best.pt from `catdog train`")
+    model.add_argument("--model", type=_existing_path("ONNX model", file=True),
+                       help="a model.onnx from `catdog export` (run by ONNX Runtime)")
+    predict.add_argument("images", nargs="+", type=_existing_path("image"), help="image files and folders of them")
+    predict.add_argument("--batch-size", type=_positive(int), default=32, help="photos per batch (default 32)")
+    predict.add_argument("--json", action="store_true", help="print one JSON object")
     predict.set_defaults(func=_cmd_predict)
 
-    for command in (train, evaluate, predict):
+    export = sub.add_parser("export", help="write a checkpoint's model as ONNX, for use outside PyTorch")
+    export.add_argument("--checkpoint", type=_existing_path("checkpoint", file=True), required=True)
+    export.add_argument("--out", type=Path, required=True, help="the .onnx file to write")
+    export.add_argument("--force", action="store_true", help="replace --out if it exists")
+    export.set_defaults(func=_cmd_export)
+
+    demo = sub.add_parser("demo", help="a web page: drop a photo, see the label, probabilities and Grad-CAM")
+    demo.add_argument("--checkpoint", type=_existing_path("checkpoint", file=True), required=True)
+    demo.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1: this machine only)")
+    demo.add_argument("--port", type=_positive(int), default=7860, help="default 7860")
+    demo.set_defaults(func=_cmd_demo)
+
+    for command in (train, evaluate, predict, demo):
         command.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda", "mps"])
     for command in (evaluate, predict):
         command.add_argument("--tta", action="store_true",

@@ -91,6 +91,11 @@ def default_num_workers() -> int:
     return 0 if cores <= 2 else min(4, cores // 2)
 
 
+def capped_batch_size(batch_size: int, n_samples: int) -> int:
+    """A batch no larger than the data (``--batch-size 100000`` on 96 photos: batches of 96)."""
+    return max(1, min(batch_size, n_samples))
+
+
 def make_loader(
     samples: Sequence[Sample],
     transform: Callable,
@@ -105,7 +110,7 @@ def make_loader(
     workers = default_num_workers() if num_workers is None else num_workers
     return DataLoader(
         ImageSamples(samples, transform, min_size, view_ids),
-        batch_size=batch_size,
+        batch_size=capped_batch_size(batch_size, len(samples)),
         shuffle=shuffle,
         num_workers=workers,
         collate_fn=collate_skipping_bad,

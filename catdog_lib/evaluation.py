@@ -9,12 +9,18 @@ each view cached apart: after a plain evaluation, TTA costs one more pass per ph
 from __future__ import annotations
 
 import math
+import sys
+from collections.abc import Sequence
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
+from typing import TYPE_CHECKING
 
+import numpy as np
 import torch
 from sklearn.metrics import confusion_matrix, precision_recall_fscore_support
 from torchvision import transforms as T
+from tqdm.auto import tqdm
 
 from .backbones import TransferNet, create_model
 from .checkpoint import load_checkpoint
@@ -23,9 +29,12 @@ from .datasets import SkippedFiles, iterate_good, make_loader
 from .devices import inference_autocast, pick_device, to_fast_layout
 from .errors import CatdogError
 from .features import ViewSet, eval_views, extract_features
-from .images import BadImageError, load_rgb
-from .layout import Sample, evaluation_folders, match_classes
+from .layout import (IMAGE_EXTENSIONS, Sample, evaluation_folders, is_hidden_or_junk, is_image_file, match_classes,
+                     natural_key)
 from .transforms import Preprocessing, eval_transform
+
+if TYPE_CHECKING:
+    from .export import OnnxClassifier
 
 
 @dataclass
@@ -171,30 +180,77 @@ def evaluate_folder(loaded: LoadedModel, root: str | Path, **kwargs) -> Evaluati
 
 @dataclass(frozen=True)
 class Prediction:
+    """One photo's predicted class and its probability, every class's probability, or why it was skipped."""
+
     path: str
     label: str | None
     probability: float
     error: str | None = None
+    probabilities: dict[str, float] = field(default_factory=dict)
+
+    def as_dict(self) -> dict:
+        if self.error:
+            return {"path": self.path, "error": self.error}
+        return {"path": self.path, "label": self.label, "probability": self.probability,
+                "probabilities": self.probabilities}
 
 
-def predict(loaded: LoadedModel, paths: list[str | Path], tta: bool = False) -> list[Prediction]:
-    """Class and probability for each image file; a bad file gets an error instead of a label.
+PROGRESS_AFTER = 32  # photos; fewer are done before a progress bar would help
 
-    ``tta``: average the probabilities of the image and its mirror image.
-    """
-    transform = eval_transform(loaded.prep)
-    results = []
-    for path in paths:
-        try:
-            image = transform(load_rgb(path, loaded.prep.image_size)).unsqueeze(0)
-        except BadImageError as error:
-            results.append(Prediction(str(path), None, 0.0, str(error)))
+
+def image_files(paths: Sequence[str | Path]) -> list[Path]:
+    """The files as given, and each folder's image files (subfolders too, sorted by name)."""
+    files = []
+    for path in map(Path, paths):
+        if not path.is_dir():
+            files.append(path)
             continue
-        with torch.inference_mode(), inference_autocast(loaded.device):
-            image = image.to(loaded.device).contiguous(memory_format=torch.channels_last)
-            if tta:
-                image = torch.cat([image, image.flip(-1)])
-            probabilities = loaded.model(image).float().softmax(1).mean(0).cpu()
-        index = int(probabilities.argmax())
-        results.append(Prediction(str(path), loaded.classes[index], float(probabilities[index])))
-    return results
+        found = sorted((p for p in path.rglob("*") if is_image_file(p)
+                        and not any(is_hidden_or_junk(Path(part)) for part in p.relative_to(path).parts)),
+                       key=lambda p: (p.parent, natural_key(p)))
+        if not found:
+            raise CatdogError(f"{path}: no images in this folder (looked for {', '.join(sorted(IMAGE_EXTENSIONS))}).")
+        files.extend(found)
+    return files
+
+
+def _torch_probabilities(loaded: LoadedModel, images: torch.Tensor) -> np.ndarray:
+    with torch.inference_mode(), inference_autocast(loaded.device):
+        images = images.to(loaded.device).contiguous(memory_format=torch.channels_last)
+        return loaded.model(images).float().softmax(1).cpu().numpy()
+
+
+def predict(model: LoadedModel | OnnxClassifier, paths: Sequence[str | Path], batch_size: int = 32,
+            progress: bool = True, tta: bool = False) -> list[Prediction]:
+    """Class and probabilities for each image file, folders expanded, in batches; input order kept.
+
+    ``model`` is a checkpoint's :class:`LoadedModel` or an exported ONNX model
+    (:func:`catdog_lib.export.load_onnx`). A bad file gets an error instead of a label. A progress bar
+    appears past ``PROGRESS_AFTER`` photos. ``tta``: average each photo's and its mirror image's probabilities.
+    """
+    files = image_files(paths)
+    if isinstance(model, LoadedModel):
+        transform, run = eval_transform(model.prep), partial(_torch_probabilities, model)
+    else:
+        transform, run = model.transform, model.probabilities
+    indexed = [(path, index) for index, path in enumerate(files)]  # the label slot carries the index
+    workers = 0 if len(files) <= batch_size else None  # starting workers costs more than one batch
+    loader = make_loader(indexed, transform, batch_size, num_workers=workers, min_size=model.prep.image_size)
+    results: dict[int, Prediction] = {}
+    problems: dict[str, str] = {}
+    with tqdm(total=len(files), unit="photo", disable=not progress or len(files) <= PROGRESS_AFTER,
+              file=sys.stderr) as bar:
+        for images, indices, bad in loader:
+            problems.update(bad)
+            if len(indices):
+                probabilities = (run(images) + run(images.flip(-1))) / 2 if tta else run(images)
+                for index, row in zip(indices.tolist(), probabilities):
+                    best = int(row.argmax())
+                    results[index] = Prediction(str(files[index]), model.classes[best], float(row[best]),
+                                                probabilities=dict(zip(model.classes, map(float, row))))
+            bar.update(len(indices) + len(bad))
+    for index, path in enumerate(files):
+        if index not in results:
+            reason = problems.get(str(path), "unreadable image")
+            results[index] = Prediction(str(path), None, 0.0, reason.removeprefix(f"{path}: "))
+    return [results[index] for index in range(len(files))]

@@ -20,9 +20,12 @@ transform (its ``repr``), so an edited transform never reuses stale features.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
+import io
 import json
-import uuid
+import os
+import time
 import warnings
 import zlib
 from collections.abc import Callable, Sequence
@@ -34,12 +37,13 @@ from PIL import Image
 from torchvision import transforms as T
 from tqdm.auto import tqdm
 
-from .checkpoint import atomic_save
+from .checkpoint import atomic_write_bytes
 from .datasets import SkippedFiles, iterate_good, make_loader
 from .devices import inference_autocast, inference_dtype, to_fast_layout
 from .errors import CatdogError
 from .layout import Sample
 
+STALE_TMP_S = 3600  # a shard write takes seconds: a temporary file this old was left by a killed process
 RANDOM_VIEWS = 4  # views cached per photo when the training transform is random beyond a flip
 # Steps that do the same thing every time: a transform made of these (and a flip) needs two views.
 DETERMINISTIC_STEPS = (T.Resize, T.CenterCrop, T.ToTensor, T.PILToTensor, T.ConvertImageDtype, T.Normalize,
@@ -131,23 +135,41 @@ class FeatureCache:
         self.folder = Path(root) / hashlib.sha1(key.encode()).hexdigest()[:16]
 
     def load(self) -> dict[str, torch.Tensor]:
+        """Every entry of every intact shard. A shard whose bytes no longer match the checksum in its name
+        is a miss (and removed where allowed); one this user cannot read is left alone."""
         entries: dict[str, torch.Tensor] = {}
         for shard in sorted(self.folder.glob("*.pt")):
             try:
-                entries.update(torch.load(shard, map_location="cpu", weights_only=True))
+                data = shard.read_bytes()
+            except OSError:  # e.g. another user's shard in a shared cache: not ours to judge or delete
+                continue
+            try:
+                if hashlib.sha256(data).hexdigest() != shard.stem:
+                    raise ValueError("checksum mismatch")
+                entries.update(torch.load(io.BytesIO(data), map_location="cpu", weights_only=True))
             except Exception:  # a damaged shard is only a cache miss
-                shard.unlink(missing_ok=True)
+                with contextlib.suppress(OSError):  # a read-only cache keeps it
+                    shard.unlink()
         return entries
 
     def add(self, entries: dict[str, torch.Tensor]) -> None:
-        """Store new entries; a cache that cannot be written only costs speed, so it warns and goes on."""
+        """Store new entries as one shard named by its SHA-256; a cache that cannot be written only costs
+        speed, so it warns and goes on. Temporary files of writes killed over an hour ago are removed."""
         if not entries:
             return
+        buffer = io.BytesIO()
+        torch.save(entries, buffer)
+        data = buffer.getvalue()
         try:
-            atomic_save(entries, self.folder / f"{uuid.uuid4().hex}.pt")
+            atomic_write_bytes(self.folder / f"{hashlib.sha256(data).hexdigest()}.pt", data)
         except CatdogError as error:
             warnings.warn(f"feature cache not written ({error}); continuing without it. "
                           "Set CATDOG_CACHE_DIR to a writable folder to reuse features next time.", stacklevel=2)
+            return
+        for tmp in self.folder.glob(".*.tmp"):
+            with contextlib.suppress(OSError):
+                if time.time() - tmp.stat().st_mtime > STALE_TMP_S and os.access(tmp, os.R_OK):
+                    tmp.unlink()
 
 
 @dataclass

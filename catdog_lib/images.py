@@ -2,14 +2,35 @@
 
 from __future__ import annotations
 
+import contextlib
+import io
+import struct
 import warnings
+from collections.abc import Iterator
 from pathlib import Path
 
+import filetype
 import numpy as np
-from PIL import Image, ImageOps, UnidentifiedImageError
+from PIL import Image, ImageOps, UnidentifiedImageError, features
+
+try:  # HEIC/HEIF photos (iPhones) decode only with the pillow-heif plugin installed
+    from pillow_heif import register_heif_opener
+except ImportError:
+    HEIF_SUPPORTED = False
+else:
+    register_heif_opener()
+    HEIF_SUPPORTED = True
+AVIF_SUPPORTED = bool(features.check("avif"))
 
 # Pillow's own bomb limit (~89 Mpx warns, twice that fails); we refuse anything past the warning.
 MAX_PIXELS = Image.MAX_IMAGE_PIXELS or 89_478_485
+# JPEG draft mode decodes at down to 1/8 of each side, so a JPEG may claim 64x the pixels we decode.
+JPEG_DRAFT_MAX_PIXELS = 64 * MAX_PIXELS
+# What the decoders raise on damaged or hostile files (found by fuzzing JPEG, PNG, WebP, TIFF, GIF bytes).
+DECODER_ERRORS = (OSError, SyntaxError, ValueError, TypeError, struct.error, IndexError, KeyError,
+                  RuntimeError, EOFError, ZeroDivisionError, OverflowError, AttributeError, AssertionError)
+
+_warned_exif: set[str] = set()
 
 
 class BadImageError(Exception):
@@ -37,46 +58,151 @@ def _to_rgb(image: Image.Image) -> Image.Image:
     return image.convert("RGB")
 
 
+def _what_it_is(path: Path, head: bytes) -> str:
+    """Name a file Pillow cannot open by its first bytes (a video, a PDF, an archive, text...)."""
+    kind = filetype.guess(head)
+    if kind is not None:
+        if kind.extension in {"heic", "heif", "avif"}:
+            return _unsupported_photo(kind.extension)
+        return f"not an image: its content is {kind.extension.upper()} ({kind.mime}), whatever its name says"
+    if head.lstrip()[:1] in {b"<", b"{", b"["} or all(32 <= b < 127 or b in b"\t\r\n" for b in head):
+        return "not an image: its content is text (HTML, JSON or a note?); download the photo itself"
+    return "not an image (unrecognised format)"
+
+
+def _unsupported_photo(kind: str) -> str:
+    """Why a HEIC or AVIF photo cannot be read here, and the fix."""
+    fix = "`pip install -U pillow` (11.2 or newer)" if kind == "avif" else "`pip install pillow-heif`"
+    return f"a {kind.upper()} photo, which this Pillow cannot decode; {fix} (or convert the photo to JPEG)"
+
+
+@contextlib.contextmanager
+def _pixel_limit(limit: int) -> Iterator[None]:
+    """Pillow's decompression-bomb limit set to ``limit`` while opening.
+
+    A process-wide setting: images are decoded one at a time per process (DataLoader workers are processes).
+    """
+    saved = Image.MAX_IMAGE_PIXELS
+    Image.MAX_IMAGE_PIXELS = limit
+    try:
+        yield
+    finally:
+        Image.MAX_IMAGE_PIXELS = saved
+
+
+def _warn_exif(path: Path, problem: str) -> None:
+    """Say once per file (and process) that its EXIF is damaged (Pillow skips what it cannot read)."""
+    if str(path) not in _warned_exif:
+        _warned_exif.add(str(path))
+        warnings.warn(f"{path}: damaged EXIF data ({problem}); its rotation may be lost", stacklevel=4)
+
+
+def _without_exif(data: bytes) -> bytes | None:
+    """The JPEG ``data`` with its EXIF (APP1) segments cut out, or None when it has none."""
+    out, pos, found = bytearray(data[:2]), 2, False
+    while pos + 4 <= len(data) and data[pos] == 0xFF and data[pos + 1] not in (0xDA, 0xD9):
+        end = pos + 2 + int.from_bytes(data[pos + 2:pos + 4], "big")
+        if data[pos + 1] == 0xE1 and data[pos + 4:pos + 10] == b"Exif\0\0":
+            found = True
+        else:
+            out += data[pos:end]
+        pos = end
+    return bytes(out + data[pos:]) if found else None
+
+
+def _decode(source: Path | io.BytesIO, path: Path, min_size: int | None, draft: bool) -> Image.Image:
+    """Open, bomb-check and decode one image, upright and RGB; Pillow's own exceptions escape.
+
+    Damaged EXIF only loses the rotation. Pillow's warnings are repeated naming the file.
+    """
+    limit = JPEG_DRAFT_MAX_PIXELS if draft else MAX_PIXELS
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        warnings.simplefilter("ignore", Image.DecompressionBombWarning)  # our own check below names the size
+        with _pixel_limit(limit):
+            image = Image.open(source)
+        with image:
+            width, height = image.size
+            if draft:
+                image.draft("RGB", (min_size, min_size))
+            if image.size[0] * image.size[1] > MAX_PIXELS or width * height > limit:
+                raise BadImageError(
+                    f"{path}: claims {width}x{height} pixels, over the {MAX_PIXELS:,}-pixel limit "
+                    "(a decompression bomb or a scan); resize it below that"
+                )
+            image.load()
+            exif_problems = []
+            try:
+                upright = ImageOps.exif_transpose(image)
+            except DECODER_ERRORS as error:
+                upright = image
+                exif_problems.append(f"{type(error).__name__}: {error}")
+            rgb = _to_rgb(upright)
+    for warning in caught:
+        message = str(warning.message)
+        if "exif" in message.lower() or "tag" in message.lower():  # TiffImagePlugin reading EXIF tags
+            exif_problems.append(message)
+        else:
+            warnings.warn(f"{path}: {message}", warning.category, stacklevel=3)
+    if exif_problems:
+        _warn_exif(path, "; ".join(dict.fromkeys(exif_problems)))
+    return rgb
+
+
+def _decode_damaged_exif(path: Path, min_size: int | None, draft: bool) -> Image.Image | None:
+    """A JPEG that Pillow refused because of its EXIF, decoded without it (None if that does not help)."""
+    stripped = _without_exif(path.read_bytes())
+    if stripped is None:
+        return None
+    try:
+        image = _decode(io.BytesIO(stripped), path, min_size, draft)
+    except (BadImageError, UnidentifiedImageError, *DECODER_ERRORS):
+        return None
+    _warn_exif(path, "Pillow could not parse it")
+    return image
+
+
 def load_rgb(path: str | Path, min_size: int | None = None) -> Image.Image:
     """Open ``path`` as an upright RGB image.
 
     ``min_size`` lets JPEG decoding skip detail below that many pixels a side (draft mode), which
-    is several times faster for photos far larger than the network's input. Raises BadImageError.
+    is several times faster for photos far larger than the network's input, and lets a JPEG claim
+    up to 64x the usual pixel limit (what is decoded stays under it). A photo with damaged EXIF
+    loads without the EXIF rotation, with a warning. Raises BadImageError.
     """
     path = Path(path)
+    head = b""
     try:
-        if path.stat().st_size == 0:
+        with open(path, "rb") as file:
+            head = file.read(262)  # what filetype needs to name a format
+        if not head:
             raise BadImageError(f"{path}: empty file (0 bytes)")
-        with warnings.catch_warnings():
-            warnings.simplefilter("error", Image.DecompressionBombWarning)
-            with Image.open(path) as image:
-                width, height = image.size
-                if width * height > MAX_PIXELS:
-                    raise BadImageError(
-                        f"{path}: claims {width}x{height} pixels, over the {MAX_PIXELS:,}-pixel limit "
-                        "(a decompression bomb or a scan); resize it below that"
-                    )
-                if min_size and image.format == "JPEG":
-                    image.draft("RGB", (min_size, min_size))
-                image.load()
-                image = ImageOps.exif_transpose(image)
-                return _to_rgb(image)
+        jpeg = head.startswith(b"\xff\xd8\xff")
+        try:
+            return _decode(path, path, min_size, draft=jpeg and bool(min_size))
+        except (UnidentifiedImageError, *DECODER_ERRORS):
+            rescued = _decode_damaged_exif(path, min_size, jpeg and bool(min_size)) if jpeg else None
+            if rescued is None:
+                raise
+            return rescued
     except BadImageError:
         raise
     except UnidentifiedImageError:
-        raise BadImageError(f"{path}: not an image (unrecognised format; is it HTML or text?)") from None
+        raise BadImageError(f"{path}: {_what_it_is(path, head)}") from None
     except PermissionError:
         raise BadImageError(f"{path}: not readable (permission denied); fix its permissions") from None
     except FileNotFoundError:
         raise BadImageError(f"{path}: no such file (moved or deleted after the folder was listed?)") from None
+    except IsADirectoryError:
+        raise BadImageError(f"{path}: is a folder, not an image file") from None
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as error:
         # Pillow refuses these in Image.open, before our own size check can name the dimensions
         raise BadImageError(
             f"{path}: too many pixels for a photo, refused as a possible decompression bomb ({error}); "
             f"resize it below {MAX_PIXELS:,} pixels"
         ) from None
-    except (OSError, SyntaxError, ValueError) as error:
-        raise BadImageError(f"{path}: unreadable or truncated image ({error})") from None
+    except DECODER_ERRORS as error:
+        raise BadImageError(f"{path}: unreadable or truncated image ({type(error).__name__}: {error})") from None
 
 
 def image_problem(path: str | Path) -> str | None:

@@ -18,12 +18,16 @@ class CheckReport:
     root: Path
     counts: dict[str, dict[str, int]] = field(default_factory=dict)
     problems: list[str] = field(default_factory=list)
+    unused: list[str] = field(default_factory=list)
 
     def format(self) -> str:
         lines = [f"dataset {self.root}"]
         for split, per_class in self.counts.items():
             total = sum(per_class.values())
             lines.append(f"  {split}: {total} images (" + ", ".join(f"{k} {v}" for k, v in per_class.items()) + ")")
+        if self.unused:
+            lines.append(f"{len(self.unused)} file(s) or folder(s) not used:")
+            lines.extend(f"  {line}" for line in self.unused)
         if self.problems:
             lines.append(f"{len(self.problems)} problem(s):")
             lines.extend(f"  {problem}" for problem in self.problems)
@@ -48,6 +52,9 @@ def check_folders(folders: ClassFolders, split: str, report: CheckReport, seen: 
                 seen[digest] = path
             good[name] += 1
     report.counts[split] = {name: good[name] for name in folders.classes}
+    report.unused.extend(f"{path}: {why}" for path, why in folders.unused)
+    report.problems.extend(f"{folders.root}: class {name} has no readable photo; training would learn nothing "
+                           "about it" for name in folders.classes if not good[name])
 
 
 def check_dataset(root: Path) -> CheckReport:
@@ -55,6 +62,7 @@ def check_dataset(root: Path) -> CheckReport:
     layout = find_dataset(root)
     report = CheckReport(Path(root))
     seen: dict[str, Path] = {}
+    report.unused.extend(f"{path}: {why}" for path, why in layout.unused())
     check_folders(read_class_folders(layout.train_dir, min_classes=1), "train", report, seen)
     if layout.test_dir is not None:
         check_folders(read_class_folders(layout.test_dir, min_classes=1), "test", report, seen)

@@ -10,15 +10,13 @@ import hashlib
 from pathlib import Path
 from urllib.parse import urlparse
 
-import torch
 from matplotlib.figure import Figure
 
 from .download import fetch
 from .errors import CatdogError
-from .evaluation import LoadedModel
+from .evaluation import LoadedModel, predict
 from .gradcam import CamResult
-from .images import image_problem, load_rgb
-from .transforms import eval_transform
+from .images import image_problem
 
 
 def _checked(path: Path, shown_as: str, remove_if_bad: bool = False) -> Path:
@@ -58,10 +56,10 @@ def fetch_photo(source: str, folder: Path) -> Path:
 
 def class_probabilities(loaded: LoadedModel, path: Path) -> dict[str, float]:
     """The probability of every class for one photo."""
-    image = eval_transform(loaded.prep)(load_rgb(path, loaded.prep.image_size)).unsqueeze(0)
-    with torch.inference_mode():
-        logits = loaded.model(image.to(loaded.device).contiguous(memory_format=torch.channels_last))
-    return dict(zip(loaded.classes, logits.float().softmax(1)[0].tolist()))
+    prediction = predict(loaded, [path], progress=False)[0]
+    if prediction.error:
+        raise CatdogError(f"{path}: {prediction.error}")
+    return prediction.probabilities
 
 
 def plot_photo_report(cam: CamResult, probabilities: dict[str, float]) -> Figure:

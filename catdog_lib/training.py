@@ -13,10 +13,11 @@ valid loss (patience 7), best checkpoint by valid accuracy, TensorBoard scalars.
 from __future__ import annotations
 
 import json
+import math
 import tempfile
 import time
 from collections.abc import Iterator
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 import torch
@@ -30,7 +31,9 @@ from .datasets import SkippedFiles, iterate_good, make_loader
 from .devices import pick_device, set_seed
 from .errors import CatdogError
 from .features import FeatureSet, ViewSet, eval_views, extract_features, file_digest, training_views
+from .guards import check_finite
 from .layout import find_dataset
+from .runfolder import claim_run_folder
 from .split import Split, stratified_split, subset_per_class
 from .transforms import eval_transform, train_transform
 
@@ -216,8 +219,8 @@ def course_subset(split: Split, per_class: int | None) -> Split:
     """The first ``per_class`` training photos of each class (and a quarter as many valid ones); all if None."""
     if not per_class:
         return split
-    return Split(split.root, split.classes, subset_per_class(split.train, per_class),
-                 subset_per_class(split.valid, max(2, per_class // 4)), split.valid_fraction, split.seed)
+    return replace(split, train=subset_per_class(split.train, per_class),
+                   valid=subset_per_class(split.valid, max(2, per_class // 4)))
 
 
 def prepare_split(cfg: TrainConfig, out: Path, resume: bool) -> Split:
@@ -248,7 +251,7 @@ def _check_config(cfg: TrainConfig) -> TrainConfig:
             raise CatdogError(f"{name} must be at least 1 (got {getattr(cfg, name)}).")
     if cfg.lr is None:
         cfg.lr = DEFAULT_LR[cfg.recipe]
-    if cfg.lr <= 0:
+    if not 0 < cfg.lr < math.inf:
         raise CatdogError(f"the learning rate must be positive (got {cfg.lr}).")
     if not 0.0 <= cfg.flip_p <= 1.0:
         raise CatdogError(f"flip_p is a probability between 0 and 1 (got {cfg.flip_p}).")
@@ -298,7 +301,8 @@ class RunFolder:
 
     def metrics(self, state: RunState, skipped: SkippedFiles | None = None) -> dict:
         cfg = self.cfg
-        return {"arch": cfg.arch, "recipe": cfg.recipe, "classes": self.split.classes, "counts": self.split.counts(),
+        return {"arch": cfg.arch, "recipe": cfg.recipe, "classes": self.split.classes,
+                "counts": self.split.counts(set(skipped.paths()) if skipped else set()), "unused": self.split.unused,
                 "epochs_run": state.epoch, "best_epoch": state.best_epoch,
                 "best_valid_accuracy": state.best_accuracy, "best_valid_loss": state.best_loss,
                 "stopped_early": state.stopped_early, "elapsed_s": round(state.elapsed_s, 2),
@@ -350,6 +354,7 @@ def make_batches(cfg: TrainConfig, model: TransferNet, split: Split, device: tor
 def train(cfg: TrainConfig, resume: bool = False) -> dict:
     """Train (or resume) a run in ``cfg.out``; returns the metrics also written to metrics.json."""
     out = Path(cfg.out)
+    lock = claim_run_folder(cfg.out, cfg.data, resume)  # refuses others' folders; one run at a time
     last_path = out / "last.pt"
     if resume:
         if not last_path.exists():
@@ -395,7 +400,9 @@ def train(cfg: TrainConfig, resume: bool = False) -> dict:
         for epoch in range(state.epoch, last_epoch):
             epoch_start = time.perf_counter()
             train_loss = train_epoch(net, batches.train_batches(epoch), loss_fn, optimizer)
+            check_finite(train_loss, f"the training loss at epoch {epoch + 1}")
             valid_loss, valid_acc = validate(net, batches.valid_batches(), loss_fn)
+            check_finite(valid_loss, f"the validation loss at epoch {epoch + 1}")
             row = {"epoch": epoch + 1, "train_loss": train_loss, "valid_loss": valid_loss,
                    "valid_accuracy": valid_acc, "lr": optimizer.param_groups[-1]["lr"],
                    "seconds": time.perf_counter() - epoch_start}
@@ -415,4 +422,5 @@ def train(cfg: TrainConfig, resume: bool = False) -> dict:
     finally:
         finish_bar(bar, state.epoch)
         run.close()
+        lock.release()
     return run.metrics(state, skipped)

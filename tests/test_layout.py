@@ -65,7 +65,7 @@ def _a_file(root: Path) -> Path:
 
 LAYOUT_ERRORS = {
     # case: (build, problem, fix)
-    "empty-class-folder": (_empty_class, "class folder(s) dogs hold no images", "Put images in them or remove them"),
+    "empty-class-folder": (_empty_class, "class folder(s) dogs hold no images", "Put that class's photos in them"),
     "one-class-only": (_one_class, "found 1 class folder(s) (cats); need at least 2", "one folder of images per class"),
     "root-does-not-exist": (_missing, "no such folder", "CATDOG_DATA_DIR"),
     "file-not-folder": (_a_file, "is a file, not a folder", "Pass the dataset's folder"),

@@ -1,0 +1,94 @@
+"""`catdog demo`: a local web page where you drop a photo and see the label, the probabilities and Grad-CAM.
+
+The page is made with Gradio, the course's optional ``demo`` extra (``pip install 'gradio>=6'``); nothing else in the
+course needs it. :func:`analyse` is the page's work without the page, so it runs without Gradio too.
+"""
+
+from __future__ import annotations
+
+import os
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+from types import ModuleType
+
+import numpy as np
+
+from .errors import CatdogError
+from .evaluation import LoadedModel, load_model, predict
+from .gradcam import explain
+
+MISSING_GRADIO = ("the web demo needs Gradio, the course's optional demo extra: pip install 'gradio>=6' "
+                  "(in the course folder: .venv/bin/pip install -e '.[demo]').")
+MAX_UPLOAD = "50mb"
+
+
+@dataclass(frozen=True)
+class Answer:
+    """What the page shows for one upload: every class's probability, the Grad-CAM overlay, one line of text."""
+
+    probabilities: dict[str, float] | None
+    overlay: np.ndarray | None
+    message: str
+
+
+def analyse(loaded: LoadedModel, path: str | Path | None) -> Answer:
+    """Predict one uploaded file and explain the prediction; a file that is not a usable image gets a message."""
+    if not path:
+        return Answer(None, None, "Drop a photo of a cat or a dog above.")
+    name = Path(path).name
+    [row] = predict(loaded, [path], progress=False)
+    if row.error:
+        return Answer(None, None, f"{name}: {row.error}. Upload a photo (JPEG, PNG, WebP, ...).")
+    [cam] = explain(loaded, [path])
+    return Answer(row.probabilities, cam.overlay(),
+                  f"{name}: {row.label} ({row.probability:.1%}). Red in the overlay: where the network looked.")
+
+
+def _gradio() -> ModuleType:
+    os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")  # offline: no usage reports, no version checks
+    try:
+        import gradio
+    except ImportError:
+        raise CatdogError(MISSING_GRADIO) from None
+    return gradio
+
+
+def build_app(loaded: LoadedModel):
+    """The Gradio page (a ``gradio.Blocks``) for a loaded model; ``.launch()`` serves it."""
+    gr = _gradio()
+
+    def on_upload(path: str | None) -> tuple[dict[str, float] | None, np.ndarray | None, str]:
+        answer = analyse(loaded, path)
+        return answer.probabilities, answer.overlay, answer.message
+
+    with gr.Blocks(title="catdog: cat or dog?", analytics_enabled=False) as app:
+        gr.Markdown(f"# Cat or dog?\nDrop a photo: the {loaded.meta['arch']} model trained in the course says "
+                    f"which of {', '.join(loaded.classes)} it shows, how sure it is, and where it looked (Grad-CAM).")
+        with gr.Row():
+            with gr.Column():
+                photo = gr.File(label="Photo", type="filepath", elem_id="photo")
+                message = gr.Textbox(label="Result", value=analyse(loaded, None).message, interactive=False,
+                                     elem_id="message")
+            with gr.Column():
+                label = gr.Label(label="Prediction", num_top_classes=len(loaded.classes), elem_id="prediction")
+                overlay = gr.Image(label="Grad-CAM overlay", type="numpy", interactive=False, elem_id="gradcam",
+                                   buttons=["download", "fullscreen"])
+        photo.change(on_upload, inputs=photo, outputs=[label, overlay, message])
+    return app
+
+
+def serve(checkpoint: str | Path, host: str = "127.0.0.1", port: int = 7860, device: str = "auto") -> None:
+    """Serve the demo page for ``checkpoint`` at http://HOST:PORT until Ctrl-C."""
+    _gradio()  # say that the extra is missing before loading anything
+    app = build_app(load_model(checkpoint, device))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # the web stack's own deprecation and resource warnings
+        try:
+            app.launch(server_name=host, server_port=port, share=False, quiet=True, prevent_thread_lock=True,
+                       max_file_size=MAX_UPLOAD, footer_links=[])
+        except OSError as error:
+            raise CatdogError(f"cannot serve on {host}:{port} ({str(error).split('. ')[0]}); "
+                              "pick another --port.") from None
+        print(f"catdog demo: open http://{host}:{port} in a browser (Ctrl-C stops it)", flush=True)
+        app.block_thread()

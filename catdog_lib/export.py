@@ -1,0 +1,174 @@
+"""Export a checkpoint to ONNX for use outside PyTorch, and run such a file with ONNX Runtime.
+
+The exported graph is the whole classifier, normalization included. Its input ``image`` is a float32
+batch N x 3 x S x S of RGB values in [0, 1] (a photo resized to S x S, as ``ToTensor`` gives it; N is
+free); its outputs are ``logits`` and ``probabilities`` (N x classes). The file's metadata holds what
+a program elsewhere needs to use it: image size, mean/std (applied inside), class names, architecture.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import numpy as np
+import torch
+from torch import nn
+from torchvision import transforms as T
+
+from . import __version__
+from .errors import CatdogError
+from .transforms import Preprocessing
+
+if TYPE_CHECKING:
+    import onnxruntime
+
+    from .evaluation import LoadedModel
+
+FORMAT = "catdog-onnx/1"
+INPUT_DOC = "float32 N x 3 x S x S, RGB in [0, 1]: the photo resized to S x S (bilinear), not normalized"
+
+
+class Deployable(nn.Module):
+    """What the ONNX graph computes: normalize with the backbone's mean/std, classify, softmax."""
+
+    def __init__(self, model: nn.Module, prep: Preprocessing):
+        super().__init__()
+        self.model = model
+        self.register_buffer("mean", torch.tensor(prep.mean).view(1, 3, 1, 1))
+        self.register_buffer("std", torch.tensor(prep.std).view(1, 3, 1, 1))
+
+    def forward(self, image: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        logits = self.model((image - self.mean) / self.std)
+        return logits, logits.softmax(1)
+
+
+def onnx_metadata(meta: dict) -> dict[str, str]:
+    """The ONNX metadata (string to string) describing a checkpoint's model and its preprocessing."""
+    prep = Preprocessing.from_dict(meta["preprocessing"])
+    return {
+        "format": FORMAT,
+        "arch": meta["arch"],
+        "classes": json.dumps(list(meta["classes"])),
+        "image_size": str(prep.image_size),
+        "mean": json.dumps(list(prep.mean)),
+        "std": json.dumps(list(prep.std)),
+        "input": INPUT_DOC.replace("S x S", f"{prep.image_size} x {prep.image_size}"),
+        "normalization": "inside the model: (image - mean) / std per channel",
+        "outputs": "logits, probabilities (softmax of logits); N x classes, classes in the order of 'classes'",
+        "recipe": str(meta.get("recipe", "")),
+        "catdog_version": __version__,
+    }
+
+
+def _refuse_overwrite(out: Path, force: bool) -> None:
+    if out.is_dir():
+        raise CatdogError(f"{out}: is a folder; pass a file name such as {out / 'model.onnx'}.")
+    if out.exists() and not force:
+        raise CatdogError(f"{out}: already exists; pass --force to replace it, or choose another --out.")
+
+
+def _umask() -> int:
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+def export_onnx(checkpoint: str | Path, out: str | Path, force: bool = False) -> Path:
+    """Write the checkpoint's whole model as ONNX (float32, any batch size) to ``out``, atomically.
+
+    An existing ``out`` is kept unless ``force``; a failed export leaves no partial file.
+    """
+    from .evaluation import load_model
+
+    out = Path(out)
+    _refuse_overwrite(out, force)
+    loaded = load_model(checkpoint, "cpu")
+    try:  # the temporary file first: an unwritable folder fails before the export's work
+        out.parent.mkdir(parents=True, exist_ok=True)
+        handle, tmp = tempfile.mkstemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent)
+        os.close(handle)
+    except OSError as error:
+        raise CatdogError(f"cannot write {out}: {error.strerror or error}. Choose a writable --out folder.") from None
+    try:
+        _write_onnx(loaded, Path(checkpoint).name, tmp)
+        _refuse_overwrite(out, force)  # a file that appeared during the export is not replaced either
+        os.replace(tmp, out)
+    except OSError as error:
+        raise CatdogError(f"cannot write {out}: {error.strerror or error}. Free disk space or choose "
+                          "another --out.") from None
+    finally:
+        Path(tmp).unlink(missing_ok=True)
+    return out
+
+
+def _write_onnx(loaded: LoadedModel, source: str, path: str) -> None:
+    """Trace the model with torch.export, translate it to ONNX, add the metadata, check it and save it to ``path``."""
+    import onnx
+
+    model = Deployable(loaded.model.float().to(memory_format=torch.contiguous_format), loaded.prep).eval()
+    size = loaded.prep.image_size
+    try:
+        program = torch.onnx.export(
+            model, (torch.rand(2, 3, size, size),), dynamo=True, verbose=False, input_names=["image"],
+            output_names=["logits", "probabilities"], dynamic_shapes=({0: torch.export.Dim("batch", min=1)},))
+    except Exception as error:  # torch.export and the ONNX translation raise many types; name the first line
+        first = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        raise CatdogError(f"{source}: cannot export the {loaded.meta['arch']} model to ONNX ({first}).") from None
+    proto = program.model_proto
+    meta = onnx_metadata(loaded.meta)
+    proto.doc_string = f"catdog {meta['arch']} classifier for {', '.join(loaded.classes)} (from {source}). " \
+                       f"Input: {meta['input']}."
+    onnx.helper.set_model_props(proto, meta)
+    onnx.checker.check_model(proto)
+    onnx.save_model(proto, path)
+    os.chmod(path, 0o666 & ~_umask())  # mkstemp's 0o600 would hide the model from a web server's user
+
+
+@dataclass
+class OnnxClassifier:
+    """An exported model in an ONNX Runtime session, with the class names and preprocessing from its metadata."""
+
+    path: Path
+    session: onnxruntime.InferenceSession
+    classes: list[str]
+    prep: Preprocessing
+    arch: str
+
+    @property
+    def transform(self) -> T.Compose:
+        """Photo to model input: resize to a square, to a tensor in [0, 1] (the model normalizes)."""
+        return T.Compose([T.Resize((self.prep.image_size, self.prep.image_size)), T.ToTensor()])
+
+    def probabilities(self, images: torch.Tensor | np.ndarray) -> np.ndarray:
+        """Class probabilities (N x classes) for a batch from :attr:`transform`."""
+        batch = np.ascontiguousarray(np.asarray(images, dtype=np.float32))
+        return self.session.run(["probabilities"], {"image": batch})[0]
+
+
+def load_onnx(path: str | Path) -> OnnxClassifier:
+    """Open an ONNX file written by :func:`export_onnx` with ONNX Runtime (CPU)."""
+    import onnxruntime
+
+    path = Path(path)
+    if not path.is_file():
+        raise CatdogError(f"{path}: no such ONNX file. Write one with "
+                          f"`catdog export --checkpoint best.pt --out {path}`.")
+    options = onnxruntime.SessionOptions()
+    options.log_severity_level = 3  # errors only: ORT's warnings are not the student's to fix
+    options.intra_op_num_threads = torch.get_num_threads()  # as many threads as PyTorch, for fair timings
+    try:
+        session = onnxruntime.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+    except Exception as error:  # ORT raises its own exception types (InvalidProtobuf, Fail, ...)
+        raise CatdogError(f"{path}: not a readable ONNX model ({type(error).__name__}); "
+                          "export it again with `catdog export`.") from None
+    meta = session.get_modelmeta().custom_metadata_map
+    if meta.get("format") != FORMAT:
+        raise CatdogError(f"{path}: an ONNX model without catdog's metadata (classes, image size); "
+                          "export it with `catdog export`.")
+    prep = Preprocessing(int(meta["image_size"]), tuple(json.loads(meta["mean"])), tuple(json.loads(meta["std"])))
+    return OnnxClassifier(path, session, json.loads(meta["classes"]), prep, meta["arch"])
