@@ -16,7 +16,7 @@ install: $(STAMP)
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	$(BIN)/python -m pip install --quiet -e '.[dev,engine]'
 	$(BIN)/python -m ipykernel install --sys-prefix --name python3 >/dev/null
 	touch $(STAMP)
 
@@ -38,7 +38,7 @@ $(VENV)/.demo-installed: $(STAMP)
 	touch $@
 
 bench: $(STAMP)
-	$(BIN)/python benchmarks/bench.py
+	$(BIN)/python benchmarks/bench.py $(ARGS)
 
 clean-notebooks: $(STAMP)
 	$(BIN)/jupyter nbconvert --clear-output --inplace notebooks/*.ipynb

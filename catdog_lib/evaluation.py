@@ -27,6 +27,7 @@ from .checkpoint import load_checkpoint
 from .config import cache_dir
 from .datasets import SkippedFiles, iterate_good, make_loader
 from .devices import inference_autocast, pick_device, to_fast_layout
+from .engine import Runner, backbone_runner
 from .errors import CatdogError
 from .features import ViewSet, eval_views, extract_features
 from .layout import (IMAGE_EXTENSIONS, Sample, evaluation_folders, is_hidden_or_junk, is_image_file, match_classes,
@@ -44,6 +45,7 @@ class LoadedModel:
     model: TransferNet
     meta: dict
     device: torch.device
+    runner: Runner | None = field(default=None, repr=False)  # the frozen backbone's engine, built on first use
 
     @property
     def classes(self) -> list[str]:
@@ -52,6 +54,17 @@ class LoadedModel:
     @property
     def prep(self) -> Preprocessing:
         return Preprocessing.from_dict(self.meta["preprocessing"])
+
+    @torch.inference_mode()
+    def logits(self, images: torch.Tensor) -> torch.Tensor:
+        """Float32 logits on the CPU; a frozen backbone (``features`` recipe) runs on the inference engine."""
+        if self.meta.get("recipe") != "features":
+            with inference_autocast(self.device):
+                return self.model(images.to(self.device).contiguous(memory_format=torch.channels_last)).float().cpu()
+        if self.runner is None:
+            self.runner = backbone_runner(self.model.backbone, self.meta.get("backbone_weights", self.meta["arch"]),
+                                          self.device)
+        return self.model.head(self.runner(images).to(self.device)).float().cpu()
 
 
 def load_model(checkpoint: str | Path, device: str = "auto") -> LoadedModel:
@@ -126,13 +139,9 @@ def _logits(loaded: LoadedModel, samples: list[Sample], skipped: SkippedFiles, u
     indexed = [(path, index) for index, (path, _) in enumerate(samples)]  # label slot carries the index
     loader = make_loader(indexed, eval_transform(loaded.prep), batch_size, min_size=loaded.prep.image_size)
     outputs, kept = [], []
-    with torch.inference_mode():
-        for images, indices in iterate_good(loader, skipped):
-            with inference_autocast(device):
-                images = images.to(device).contiguous(memory_format=torch.channels_last)
-                outputs.append(torch.stack([model(images.flip(-1) if view == "flip" else images)
-                                            for view in views]).float().cpu())
-            kept.extend(indices.tolist())
+    for images, indices in iterate_good(loader, skipped):
+        outputs.append(torch.stack([loaded.logits(images.flip(-1) if view == "flip" else images) for view in views]))
+        kept.extend(indices.tolist())
     if not outputs:
         return torch.empty(len(views), 0, len(loaded.classes)), torch.empty(0, dtype=torch.long), []
     labels = torch.tensor([samples[i][1] for i in kept], dtype=torch.long)
@@ -215,9 +224,7 @@ def image_files(paths: Sequence[str | Path]) -> list[Path]:
 
 
 def _torch_probabilities(loaded: LoadedModel, images: torch.Tensor) -> np.ndarray:
-    with torch.inference_mode(), inference_autocast(loaded.device):
-        images = images.to(loaded.device).contiguous(memory_format=torch.channels_last)
-        return loaded.model(images).float().softmax(1).cpu().numpy()
+    return loaded.logits(images).softmax(1).numpy()
 
 
 def predict(model: LoadedModel | OnnxClassifier, paths: Sequence[str | Path], batch_size: int = 32,

@@ -14,8 +14,10 @@ fixed set of views per photo and each epoch picks one of them:
   of the whole transform per photo, and each epoch picks one at random -- an approximation, said
   so when it happens (the ``finetune`` recipe draws afresh for every batch instead).
 
-The cache is keyed by the file's content, the backbone's weights, the precision and each view's
-transform (its ``repr``), so an edited transform never reuses stale features.
+The backbone runs on the fastest exact inference engine installed (:mod:`catdog_lib.engine`), while
+a background thread decodes the next photos. The cache is keyed by the file's content, the backbone's
+weights, the engine and its precision, and each view's transform (its ``repr``), so an edited
+transform never reuses stale features.
 """
 
 from __future__ import annotations
@@ -39,9 +41,10 @@ from tqdm.auto import tqdm
 
 from .checkpoint import atomic_write_bytes
 from .datasets import SkippedFiles, iterate_good, make_loader
-from .devices import inference_autocast, inference_dtype, to_fast_layout
+from .engine import Runner, backbone_runner, engine_identity
 from .errors import CatdogError
 from .layout import Sample
+from .prefetch import prefetched
 
 STALE_TMP_S = 3600  # a shard write takes seconds: a temporary file this old was left by a killed process
 RANDOM_VIEWS = 4  # views cached per photo when the training transform is random beyond a flip
@@ -128,10 +131,11 @@ def file_digest(path: Path) -> str:
 
 
 class FeatureCache:
-    """Feature vectors of one backbone + precision, stored as shards of {"digest/view key": tensor}."""
+    """Feature vectors of one backbone + engine and precision (e.g. "openvino:fp32"), stored as shards
+    of {"digest/view key": tensor}."""
 
-    def __init__(self, root: Path, backbone_id: str, dtype: torch.dtype):
-        key = json.dumps({"backbone": backbone_id, "dtype": str(dtype)}, sort_keys=True)
+    def __init__(self, root: Path, backbone_id: str, engine: str):
+        key = json.dumps({"backbone": backbone_id, "engine": engine}, sort_keys=True)
         self.folder = Path(root) / hashlib.sha1(key.encode()).hexdigest()[:16]
 
     def load(self) -> dict[str, torch.Tensor]:
@@ -183,32 +187,27 @@ class FeatureSet:
 
 @torch.inference_mode()
 def compute_features(
-    backbone: torch.nn.Module,
+    runner: Runner,
     samples: Sequence[Sample],
     views: ViewSet,
-    device: torch.device,
     skipped: SkippedFiles,
     min_size: int | None = None,
     batch_size: int = 32,
     num_workers: int | None = None,
     progress: bool = True,
-    reduced_precision: bool = True,
 ) -> tuple[torch.Tensor, list[int]]:
-    """Run the frozen backbone over every view of ``samples`` (each photo decoded once).
+    """Run the frozen backbone (``runner``, from :func:`engine.backbone_runner`) over every view of ``samples``.
 
+    Each photo is decoded once, in a background thread while the backbone runs on the previous batch.
     Returns features ``[view, good sample, dim]`` and the indices of the good samples.
     """
-    backbone = to_fast_layout(backbone.eval(), device)
     indexed = [(path, index) for index, (path, _) in enumerate(samples)]  # label slot carries the index
     loader = make_loader(indexed, views.all, batch_size, num_workers=num_workers, min_size=min_size,
                          generator=torch.Generator().manual_seed(0))
     outputs, kept = [], []
     bar = tqdm(total=len(samples), desc="backbone features", unit="img", disable=not progress, leave=False)
-    for images, indices in iterate_good(loader, skipped):  # images: [batch, view, C, H, W]
-        images = images.to(device)
-        with inference_autocast(device, reduced_precision):
-            per_view = [backbone(images[:, v].contiguous(memory_format=torch.channels_last))
-                        for v in range(images.shape[1])]
+    for images, indices in iterate_good(prefetched(loader), skipped):  # images: [batch, view, C, H, W]
+        per_view = [runner(images[:, v]) for v in range(images.shape[1])]
         outputs.append(torch.stack(per_view).float().cpu())
         kept.extend(indices.tolist())
         bar.update(len(indices))
@@ -224,11 +223,14 @@ def extract_features(
     device: torch.device,
     skipped: SkippedFiles,
     cache_root: Path | None = None,
+    reduced_precision: bool = True,
     **kwargs,
 ) -> FeatureSet:
-    """Features for every good sample and view, from the cache where possible, computing and caching the rest."""
-    dtype = inference_dtype(device, kwargs.get("reduced_precision", True))
-    cache = FeatureCache(cache_root, backbone_id, dtype) if cache_root else None
+    """Features for every good sample and view, from the cache where possible, computing and caching the rest.
+
+    The engine (:func:`engine.backbone_runner`) is only built when some features are missing.
+    """
+    cache = FeatureCache(cache_root, backbone_id, engine_identity(device, reduced_precision)) if cache_root else None
     known = cache.load() if cache else {}
     digests = [file_digest(path) for path, _ in samples]
     names = views.cache_names()
@@ -238,11 +240,12 @@ def extract_features(
 
     missing = [i for i in range(len(samples)) if not cached(i)]
     if missing:
-        computed, kept = compute_features(backbone, [samples[i] for i in missing], views, device, skipped, **kwargs)
+        runner = backbone_runner(backbone, backbone_id, device, reduced_precision)
+        computed, kept = compute_features(runner, [samples[i] for i in missing], views, skipped, **kwargs)
         new = {f"{digests[missing[j]]}/{name}": computed[v, k]
                for k, j in enumerate(kept) for v, name in enumerate(names)}
-        if cache:
-            cache.add(new)
+        if cache_root:  # under the engine that computed them (PyTorch, if the chosen engine fell back)
+            FeatureCache(cache_root, backbone_id, runner.identity).add(new)
         known.update(new)
     good = [i for i in range(len(samples)) if cached(i)]
     skipped.add((str(samples[i][0]), f"{samples[i][0]}: unreadable") for i in range(len(samples)) if not cached(i))

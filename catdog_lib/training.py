@@ -63,7 +63,7 @@ class TrainConfig:
     per_class: int | None = None  # use only the first N training photos of each class (fast mode)
     num_workers: int | None = None
     feature_cache: bool = True
-    reduced_precision: bool = True  # frozen backbone in bfloat16 (CPUs with native support) / float16 (CUDA)
+    reduced_precision: bool = True  # frozen backbone run by PyTorch (GPU, no engine): float16 / native bfloat16
     progress: bool = True
 
 

@@ -159,10 +159,19 @@ def real_data_root() -> Path:
     return Path(root)
 
 
+@pytest.fixture(scope="session")
+def _engine_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Backbones exported for an inference engine (catdog_lib/engine.py), shared by the session's tests."""
+    return tmp_path_factory.mktemp("engines")
+
+
 @pytest.fixture(autouse=True)
-def _private_cache(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> None:
-    """Feature caches go to a fresh folder, never the repo's data/cache."""
-    monkeypatch.setenv("CATDOG_CACHE_DIR", str(tmp_path_factory.mktemp("cache")))
+def _private_cache(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch,
+                   _engine_cache: Path) -> None:
+    """Feature caches go to a fresh folder, never the repo's data/cache; exported backbones are shared."""
+    cache = tmp_path_factory.mktemp("cache")
+    (cache / "engines").symlink_to(_engine_cache, target_is_directory=True)
+    monkeypatch.setenv("CATDOG_CACHE_DIR", str(cache))
 
 
 # --- fast, quiet torch ----------------------------------------------------------------------------

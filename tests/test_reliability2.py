@@ -470,7 +470,7 @@ def test_split_json_holds_absolute_paths_and_survives_a_move(tmp_path: Path, mon
 
 
 def _cache(root: Path) -> FeatureCache:
-    return FeatureCache(root, "lite0:test", torch.float32)
+    return FeatureCache(root, "lite0:test", "torch:float32")
 
 
 @pytest.fixture
@@ -521,7 +521,7 @@ SHARED_CACHE = r"""
 import sys, warnings, torch
 from pathlib import Path
 from catdog_lib.features import FeatureCache
-cache = FeatureCache(Path(sys.argv[1]), "lite0:test", torch.float32)
+cache = FeatureCache(Path(sys.argv[1]), "lite0:test", "torch:float32")
 print(sorted(cache.load()))
 with warnings.catch_warnings(record=True) as caught:
     warnings.simplefilter("always")
@@ -593,7 +593,7 @@ def test_bad_seed_and_learning_rate_are_one_line(tmp_path: Path, cli, flag: str,
 
 def test_a_loss_that_becomes_nan_stops_the_run(tmp_path: Path, small_arch: str) -> None:
     root = make_dataset(tmp_path / "data", {"cats": 8, "dogs": 8})
-    with pytest.raises(CatdogError, match=r"loss at epoch \d became nan: training diverged. Lower --lr"):
+    with pytest.raises(CatdogError, match=r"loss at epoch \d became nan: training diverged. Lower the learning rate \(--lr"):
         train(TrainConfig(data=str(root), out=str(tmp_path / "run"), arch=small_arch, epochs=3, batch_size=4,
                           lr=1e36, weights=None, num_workers=0, progress=False))
     with pytest.raises(CatdogError, match="the learning rate must be positive"):
