@@ -2,6 +2,7 @@
 #   make run   - the whole course, end to end (CATDOG_FAST=1 for the quick version)
 #   make test  - the test suite (notebooks included)
 #   make test-browser - every notebook run through JupyterLab's UI in headless Chromium
+#   make student - the student copy: notebooks without solutions or outputs, in student/
 PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV := .venv
 BIN := $(VENV)/bin
@@ -15,7 +16,7 @@ export CATDOG_DATA_DIR ?= $(if $(wildcard $(SHARED_DATA)/training_set),$(SHARED_
 EXTRAS := jupyter,kaggle,dev,browser,engine
 LAB_SETTINGS := $(VENV)/share/jupyter/lab/settings
 
-.PHONY: run test test-browser bench install clean-notebooks
+.PHONY: run test test-browser bench install clean-notebooks student
 
 install: $(STAMP)
 
@@ -32,6 +33,9 @@ run: $(STAMP)
 
 test: $(STAMP)
 	$(BIN)/python -m pytest -q --nbval-lax --ignore=tests/browser
+
+student: $(STAMP)
+	$(BIN)/catdog course --student student
 
 # Browser tests (the notebooks through JupyterLab, the web demo); Gradio (the `demo` extra, ~250 MB with
 # its web stack) is installed only here. CATDOG_BROWSER_NOTEBOOKS=04 runs one notebook.

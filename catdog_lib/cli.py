@@ -101,11 +101,13 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
     from .evaluation import evaluate_folder, load_model
 
     loaded = load_model(args.checkpoint, args.device)
-    result = evaluate_folder(loaded, data_root(args.data), progress=not args.json, batch_size=args.batch_size)
+    result = evaluate_folder(loaded, data_root(args.data), progress=not args.json, batch_size=args.batch_size,
+                             tta=args.tta)
     if args.json:
         print(json.dumps(result.summary()))
     else:
-        print(f"accuracy {result.accuracy:.4f} on {result.n} images, loss {result.loss:.4f}")
+        print(f"accuracy {result.accuracy:.4f} on {result.n} images, loss {result.loss:.4f}"
+              + (" (test-time augmentation: plain + mirrored)" if result.tta else ""))
         for name, row in result.per_class.items():
             print(f"  {name}: precision {row['precision']:.4f} recall {row['recall']:.4f} n {row['n']}")
         if result.skipped:
@@ -122,7 +124,7 @@ def _cmd_predict(args: argparse.Namespace) -> int:
         model = load_onnx(args.model)
     else:
         model = load_model(args.checkpoint, args.device)
-    rows = predict(model, args.images, batch_size=args.batch_size)
+    rows = predict(model, args.images, batch_size=args.batch_size, tta=args.tta)
     if args.json:
         print(json.dumps({"model": str(args.model or args.checkpoint), "classes": model.classes,
                           "predictions": [row.as_dict() for row in rows if not row.error],
@@ -170,8 +172,16 @@ def _cmd_data_download(args: argparse.Namespace) -> int:
 
 
 def _cmd_course(args: argparse.Namespace) -> int:
-    from .runner import run_course
+    from .runner import NOTEBOOK_DIR, NOTEBOOKS, run_course
 
+    if args.student is not None:
+        from .student import write_student_copy
+
+        if args.fast or args.out:
+            raise CatdogError("--student writes the student copy and runs nothing; drop --fast/--out.")
+        written = write_student_copy([NOTEBOOK_DIR / name for name in NOTEBOOKS], args.student)
+        print(f"student copy: {len(written)} notebooks without solutions or outputs in {args.student}")
+        return 0
     return run_course(fast=args.fast, out=args.out, fetch_data=not args.offline, all_photos=args.all_photos)
 
 
@@ -253,6 +263,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     for command in (train, evaluate, predict, demo):
         command.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda", "mps"])
+    for command in (evaluate, predict):
+        command.add_argument("--tta", action="store_true",
+                             help="test-time augmentation: average the photo's and its mirror image's probabilities")
     train.add_argument("--quiet", action="store_true", help="no progress bars")
 
     data = _command(sub, "data", "get and check datasets", "catdog data download --source petimages")
@@ -278,6 +291,8 @@ def build_parser() -> argparse.ArgumentParser:
                              "not the course-sized subset")
     course.add_argument("--offline", action="store_true",
                         help="never download photos; without any, run on synthetic data")
+    course.add_argument("--student", type=Path, nargs="?", const=Path("student"), metavar="OUT",
+                        help="write the notebooks without solutions or outputs to OUT (default student/); run nothing")
     course.set_defaults(func=_cmd_course)
     return parser
 

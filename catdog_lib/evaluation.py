@@ -1,7 +1,14 @@
-"""Load a checkpoint as a model, measure it on a folder of photos, and predict single images."""
+"""Load a checkpoint as a model, measure it on a folder of photos, and predict single images.
+
+Test-time augmentation (``tta=True``) averages the softmax of each photo and its mirror image: the
+classifier was trained on mirrored photos too, so both views are fair questions and their average
+is a steadier answer. A frozen-backbone checkpoint gets both views' features from the feature cache,
+each view cached apart: after a plain evaluation, TTA costs one more pass per photo, once.
+"""
 
 from __future__ import annotations
 
+import math
 import sys
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -12,6 +19,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 import torch
 from sklearn.metrics import confusion_matrix, precision_recall_fscore_support
+from torchvision import transforms as T
 from tqdm.auto import tqdm
 
 from .backbones import TransferNet, create_model
@@ -21,7 +29,7 @@ from .datasets import SkippedFiles, iterate_good, make_loader
 from .devices import inference_autocast, pick_device, to_fast_layout
 from .engine import Runner, backbone_runner
 from .errors import CatdogError
-from .features import eval_views, extract_features
+from .features import ViewSet, eval_views, extract_features
 from .layout import (IMAGE_EXTENSIONS, Sample, evaluation_folders, is_hidden_or_junk, is_image_file, match_classes,
                      natural_key)
 from .transforms import Preprocessing, eval_transform
@@ -90,6 +98,7 @@ class Evaluation:
     paths: list[str] = field(repr=False)
     labels: list[int] = field(repr=False)
     probabilities: list[list[float]] = field(repr=False)
+    tta: bool = False
 
     @property
     def predictions(self) -> list[int]:
@@ -104,42 +113,62 @@ class Evaluation:
 
     def summary(self) -> dict:
         return {"accuracy": self.accuracy, "loss": self.loss, "n": self.n, "per_class": self.per_class,
-                "confusion": self.confusion, "classes": self.classes, "skipped": self.skipped}
+                "confusion": self.confusion, "classes": self.classes, "skipped": self.skipped, "tta": self.tta}
 
 
-def _logits(loaded: LoadedModel, samples: list[Sample], skipped: SkippedFiles,
-            use_cache: bool, progress: bool, batch_size: int) -> tuple[torch.Tensor, torch.Tensor, list[str]]:
-    """Logits for the good images among ``samples``; frozen-backbone models reuse the feature cache."""
+def _logits(loaded: LoadedModel, samples: list[Sample], skipped: SkippedFiles, use_cache: bool,
+            progress: bool, batch_size: int, tta: bool = False) -> tuple[torch.Tensor, torch.Tensor, list[str]]:
+    """Logits ``[view, image, class]`` for the good images among ``samples`` (views: plain, and mirrored
+    with ``tta``); frozen-backbone models reuse the feature cache."""
     model, device = loaded.model, loaded.device
+    views = ("plain", "flip") if tta else ("plain",)
     if use_cache and loaded.meta.get("recipe") == "features":
-        feats = extract_features(model.backbone, loaded.meta["backbone_weights"], samples,
-                                 eval_views(eval_transform(loaded.prep)), device, skipped,
-                                 cache_root=cache_dir() / "features", min_size=loaded.prep.image_size,
-                                 batch_size=batch_size, progress=progress)
+        transform = eval_transform(loaded.prep)
+        view_sets = [eval_views(transform)]  # cached apart, so a plain evaluation's features serve TTA too
+        if tta:
+            view_sets.append(ViewSet(T.Compose([transform, T.RandomHorizontalFlip(p=1.0)]), ("mirrored",)))
+        per_view = [extract_features(model.backbone, loaded.meta["backbone_weights"], samples, view_set, device,
+                                     skipped, cache_root=cache_dir() / "features", min_size=loaded.prep.image_size,
+                                     batch_size=batch_size, progress=progress)
+                    for view_set in view_sets]
+        if any(feats.paths != per_view[0].paths for feats in per_view):
+            raise CatdogError("the test photos changed while they were read; run the evaluation again.")
         with torch.no_grad():
-            logits = model.head(feats.features[0].to(device)).float().cpu()
-        return logits, feats.labels, [str(p) for p in feats.paths]
+            logits = torch.stack([model.head(feats.features[0].to(device)).float().cpu() for feats in per_view])
+        return logits, per_view[0].labels, [str(p) for p in per_view[0].paths]
     indexed = [(path, index) for index, (path, _) in enumerate(samples)]  # label slot carries the index
     loader = make_loader(indexed, eval_transform(loaded.prep), batch_size, min_size=loaded.prep.image_size)
     outputs, kept = [], []
     for images, indices in iterate_good(loader, skipped):
-        outputs.append(loaded.logits(images))
+        outputs.append(torch.stack([loaded.logits(images.flip(-1) if view == "flip" else images) for view in views]))
         kept.extend(indices.tolist())
     if not outputs:
-        return torch.empty(0, len(loaded.classes)), torch.empty(0, dtype=torch.long), []
+        return torch.empty(len(views), 0, len(loaded.classes)), torch.empty(0, dtype=torch.long), []
     labels = torch.tensor([samples[i][1] for i in kept], dtype=torch.long)
-    return torch.cat(outputs), labels, [str(samples[i][0]) for i in kept]
+    return torch.cat(outputs, dim=1), labels, [str(samples[i][0]) for i in kept]
+
+
+def mean_log_probabilities(logits: torch.Tensor) -> torch.Tensor:
+    """Log of the softmax averaged over views: ``[view, image, class]`` -> ``[image, class]``.
+
+    With one view this is exactly ``log_softmax`` (so the loss is the usual cross-entropy).
+    """
+    return torch.logsumexp(logits.log_softmax(-1), dim=0) - math.log(len(logits))
 
 
 def evaluate(loaded: LoadedModel, samples: list[Sample], use_cache: bool = True, progress: bool = True,
-             batch_size: int = 32) -> Evaluation:
-    """Accuracy, loss, per-class metrics and predictions of ``loaded`` on ``samples``."""
+             batch_size: int = 32, tta: bool = False) -> Evaluation:
+    """Accuracy, loss, per-class metrics and predictions of ``loaded`` on ``samples``.
+
+    ``tta``: average the probabilities of each photo and its mirror image (test-time augmentation).
+    """
     skipped = SkippedFiles()
-    logits, labels, paths = _logits(loaded, samples, skipped, use_cache, progress, batch_size)
+    logits, labels, paths = _logits(loaded, samples, skipped, use_cache, progress, batch_size, tta)
     if len(labels) == 0:
         raise CatdogError("no readable images to evaluate; check the folder with `catdog data check`.")
-    loss = torch.nn.functional.cross_entropy(logits, labels).item()
-    probabilities = logits.softmax(1)
+    log_probabilities = mean_log_probabilities(logits)
+    loss = torch.nn.functional.nll_loss(log_probabilities, labels).item()
+    probabilities = log_probabilities.exp()
     predictions = probabilities.argmax(1)
     classes = loaded.classes
     indices = list(range(len(classes)))
@@ -150,7 +179,7 @@ def evaluate(loaded: LoadedModel, samples: list[Sample], use_cache: bool = True,
     return Evaluation(
         classes=classes, accuracy=float((predictions == labels).float().mean()), loss=loss, n=len(labels),
         per_class=per_class, confusion=confusion_matrix(labels, predictions, labels=indices).tolist(),
-        skipped=skipped.paths(), paths=paths, labels=labels.tolist(), probabilities=probabilities.tolist())
+        skipped=skipped.paths(), paths=paths, labels=labels.tolist(), probabilities=probabilities.tolist(), tta=tta)
 
 
 def evaluate_folder(loaded: LoadedModel, root: str | Path, **kwargs) -> Evaluation:
@@ -199,12 +228,12 @@ def _torch_probabilities(loaded: LoadedModel, images: torch.Tensor) -> np.ndarra
 
 
 def predict(model: LoadedModel | OnnxClassifier, paths: Sequence[str | Path], batch_size: int = 32,
-            progress: bool = True) -> list[Prediction]:
+            progress: bool = True, tta: bool = False) -> list[Prediction]:
     """Class and probabilities for each image file, folders expanded, in batches; input order kept.
 
     ``model`` is a checkpoint's :class:`LoadedModel` or an exported ONNX model
     (:func:`catdog_lib.export.load_onnx`). A bad file gets an error instead of a label. A progress bar
-    appears past ``PROGRESS_AFTER`` photos.
+    appears past ``PROGRESS_AFTER`` photos. ``tta``: average each photo's and its mirror image's probabilities.
     """
     files = image_files(paths)
     if isinstance(model, LoadedModel):
@@ -221,7 +250,8 @@ def predict(model: LoadedModel | OnnxClassifier, paths: Sequence[str | Path], ba
         for images, indices, bad in loader:
             problems.update(bad)
             if len(indices):
-                for index, row in zip(indices.tolist(), run(images)):
+                probabilities = (run(images) + run(images.flip(-1))) / 2 if tta else run(images)
+                for index, row in zip(indices.tolist(), probabilities):
                     best = int(row.argmax())
                     results[index] = Prediction(str(files[index]), model.classes[best], float(row[best]),
                                                 probabilities=dict(zip(model.classes, map(float, row))))

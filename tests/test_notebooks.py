@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import ast
 import inspect
+import re
 
 import nbformat
 import pytest
@@ -154,3 +155,44 @@ def test_training_notebook_starts_fresh_and_trains():
     source = "\n".join(cell.source for cell in code_cells(read("04_transfer_learning.ipynb")))
     assert "course.fresh_course_run(RUN_DIR)" in source and "train_epoch(model.head" in source
     assert 'device=summary_device' in source  # torchsummary defaults to CUDA
+
+
+# --- the classroom kit: objectives, summary, exercises, worked solutions -----------------------------
+
+
+def markdown_starting(nb: nbformat.NotebookNode, heading: str) -> list[int]:
+    return [i for i, cell in enumerate(nb.cells) if cell.cell_type == "markdown" and cell.source.startswith(heading)]
+
+
+def numbered_items(text: str) -> list[int]:
+    return [int(line.split(".")[0]) for line in text.splitlines() if re.match(r"\d+\. ", line)]
+
+
+def test_learning_objectives_right_after_the_title_and_install_cells(nb):
+    install = nb.cells.index(code_cells(nb)[0])
+    assert markdown_starting(nb, "## Learning objectives") == [install + 1]
+    bullets = [line for line in nb.cells[install + 1].source.splitlines() if line.startswith("- ")]
+    assert 3 <= len(bullets) <= 5
+
+
+def test_ends_with_summary_then_exercises(nb):
+    (summary,) = markdown_starting(nb, "## Summary")
+    (exercises,) = markdown_starting(nb, "## Exercises")
+    assert summary < exercises
+    text = nb.cells[exercises].source
+    items = numbered_items(text)
+    assert items == list(range(1, len(items) + 1)) and 3 <= len(items) <= 6
+    assert "**Question.**" in text and "**Try it.**" in text  # questions and hands-on tasks
+    after = nb.cells[exercises + 1:]
+    assert all(cell.cell_type == "markdown" or "solution" in cell.metadata.get("tags", []) for cell in after)
+
+
+def test_worked_solutions_are_tagged_and_name_their_exercise(nb):
+    (exercises,) = markdown_starting(nb, "## Exercises")
+    items = numbered_items(nb.cells[exercises].source)
+    solutions = [cell for cell in code_cells(nb) if "solution" in cell.metadata.get("tags", [])]
+    assert solutions
+    for cell in solutions:
+        match = re.match(r"# Exercise (\d+): \S", cell.source)
+        assert match and int(match.group(1)) in items, cell.source[:80]
+        assert nb.cells.index(cell) > exercises
