@@ -8,7 +8,6 @@ architectures download their weights when online, or load them from a local file
 from __future__ import annotations
 
 import importlib
-import urllib.error
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -110,15 +109,26 @@ def _read_weights_file(path: Path) -> dict[str, torch.Tensor]:
 
 
 def download_state_dict(url: str, arch: str) -> dict[str, torch.Tensor]:
-    """Fetch weights into torch's hub cache (checking the hash in the file name); clear error offline."""
+    """Fetch weights into torch's hub cache (resumable; the SHA-256 prefix in the file name checked), or
+    one clear line when that is impossible -- nothing announces a download that cannot happen."""
+    from .download import fetch, sha256_of
+
+    target = Path(torch.hub.get_dir()) / "checkpoints" / url.rsplit("/", 1)[-1]
     try:
-        return torch.hub.load_state_dict_from_url(url, progress=True, check_hash=True, map_location="cpu")
-    except (urllib.error.URLError, OSError, RuntimeError) as error:
+        fetch(url, target)
+    except CatdogError as error:
+        reason = str(error).splitlines()[0]
         raise CatdogError(
-            f"cannot download {arch} weights from {url} ({error}). Either connect to the internet, "
-            f"or download that file elsewhere and pass it with --weights PATH. "
+            f"cannot download {arch} weights ({reason}). Either connect to the internet, or download {url} "
+            f"elsewhere and pass the file with --weights PATH (WEIGHTS in notebook 04). "
             f"Offline, the efficientnet_lite* architectures have weights without a download."
         ) from None
+    expected = torch.hub.HASH_REGEX.search(target.name)
+    if expected and not sha256_of(target).startswith(expected.group(1)):
+        target.unlink()
+        raise CatdogError(f"{url}: the downloaded file is damaged (its SHA-256 does not match its name); "
+                          "run the same command again.")
+    return _read_weights_file(target)
 
 
 def torchvision_state_dict(arch: str, weights: str | Path) -> dict[str, torch.Tensor]:

@@ -318,10 +318,10 @@ def epoch_bar(first: int, epochs: int, enabled: bool = True) -> tqdm:
 
 
 def finish_bar(bar: tqdm, epochs_run: int) -> None:
-    """Close an epoch bar: an early stop is a success, so the bar's total becomes the epochs that ran."""
-    bar.total = epochs_run
-    bar.n = epochs_run
-    bar.refresh()
+    """Close an epoch bar: an early stop is a success, so the bar ends full (green in Jupyter) at the epochs run."""
+    if bar.total != epochs_run:
+        bar.reset(total=epochs_run)  # also resizes Jupyter's widget
+        bar.update(epochs_run)
     bar.close()
 
 

@@ -223,3 +223,18 @@ def test_library_default_learning_rate_depends_on_the_recipe(tmp_path):
     for recipe, lr in (("features", 1e-3), ("finetune", 1e-4)):
         metrics = train(_tiny_config(root, tmp_path / recipe, epochs=1, recipe=recipe))
         assert metrics["config"]["lr"] == lr and metrics["history"][0]["lr"] == lr
+
+
+def test_an_early_stop_leaves_a_full_green_epoch_bar():
+    from tqdm.notebook import tqdm as notebook_tqdm
+
+    from catdog_lib.training import finish_bar
+
+    stopped, unfinished = (notebook_tqdm(total=40, display=False) for _ in range(2))
+    for bar in (stopped, unfinished):
+        bar.update(17)
+    finish_bar(stopped, 17)
+    unfinished.close()  # what closing after an early stop did before: tqdm's failure colour
+    widget = stopped.container.children[1]
+    assert (widget.bar_style, widget.max, stopped.n) == ("success", 17, 17)
+    assert unfinished.container.children[1].bar_style == "danger"
