@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import sys
 import warnings
 from collections.abc import Sequence
@@ -33,41 +34,31 @@ def _existing_path(kind: str, file: bool = False):
     return check
 
 
-def _positive(kind: type):
+def _number(kind: type, low: float, high: float, hint: str):
+    """An argparse type: a ``kind`` number with ``low < value <= high`` (``low <= value`` for ints)."""
     def check(value: str) -> int | float:
         try:
             number = kind(value)
         except ValueError:
             raise argparse.ArgumentTypeError(f"invalid {kind.__name__} value: {value!r}") from None
-        if number <= 0:
-            raise argparse.ArgumentTypeError(f"must be positive, got {value}")
+        inside = (low <= number <= high) if kind is int else (low < number <= high)
+        if not inside:  # also refuses nan
+            raise argparse.ArgumentTypeError(f"must be {hint}, got {value}")
         return number
     return check
 
 
-def _learning_rate(value: str) -> float:
-    """A learning rate above 0 and at most 1 (the tutorial's is 1e-3; far above 1 overflows at once)."""
-    try:
-        number = float(value)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"invalid float value: {value!r}") from None
-    if not 0 < number <= 1:
-        raise argparse.ArgumentTypeError(f"must be positive and at most 1 (e.g. 1e-3), got {value}")
-    return number
-
-
-def _seed(value: str) -> int:
-    """A seed every RNG accepts (NumPy's limit): an integer from 0 to 2**32 - 1."""
-    try:
-        number = int(value)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"invalid int value: {value!r}") from None
-    if not 0 <= number <= MAX_SEED:
-        raise argparse.ArgumentTypeError(f"must be an integer from 0 to {MAX_SEED}, got {value}")
-    return number
+def _positive(kind: type):
+    return _number(kind, 1 if kind is int else 0, math.inf, "positive")
 
 
 MAX_SEED = 2**32 - 1
+# A learning rate above 0 and at most 1 (the tutorial's is 1e-3; far above 1 overflows at once); a seed
+# every RNG accepts (NumPy's limit).
+_learning_rate = _number(float, 0, 1, "positive and at most 1 (e.g. 1e-3)")
+_seed = _number(int, 0, MAX_SEED, f"an integer from 0 to {MAX_SEED}")
+
+
 RUN_SETTINGS = ("data", "out", "arch", "recipe", "epochs", "batch_size", "lr", "seed", "weights")
 
 

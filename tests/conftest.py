@@ -13,6 +13,7 @@ import stat
 import subprocess
 import sys
 import tempfile
+import warnings
 import zlib
 from collections.abc import Iterator, Sequence
 from pathlib import Path
@@ -20,6 +21,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 from PIL import Image
+
+from catdog_lib.cli import main
 
 REPO = Path(__file__).resolve().parent.parent
 NOBODY = 65534
@@ -337,3 +340,18 @@ def assert_clean_error(result: subprocess.CompletedProcess, *needles: str) -> No
     assert "catdog: error:" in result.stderr, result.stderr
     for needle in needles:
         assert needle in result.stderr, (needle, result.stderr)
+
+
+@pytest.fixture
+def cli(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture):
+    """`catdog ARGS` in this process (the entry point's main()): (status, stdout, stderr)."""
+    monkeypatch.setattr(warnings, "formatwarning", warnings.formatwarning)   # main() replaces it
+
+    def run(*args: str | Path) -> tuple[int, str, str]:
+        try:
+            status = main([str(arg) for arg in args])
+        except SystemExit as exit_:   # argparse errors
+            status = exit_.code
+        captured = capsys.readouterr()
+        return status, captured.out, captured.err
+    return run

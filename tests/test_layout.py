@@ -4,34 +4,17 @@ for every shape that cannot work."""
 from __future__ import annotations
 
 import json
-import warnings
 from pathlib import Path
 
 import pytest
 import torch
 
 from catdog_lib.checkpoint import load_checkpoint
-from catdog_lib.cli import main
 from catdog_lib.errors import CatdogError
 from catdog_lib.evaluation import evaluate_folder, load_model
 from catdog_lib.layout import evaluation_folders, find_dataset, match_classes, read_class_folders
 from catdog_lib.training import TrainConfig, train
 from conftest import assert_clean_error, make_checkpoint, make_dataset, make_image, run_catdog
-
-
-@pytest.fixture
-def cli(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture):
-    """`catdog ARGS` in this process (the same main() as the entry point): (status, stdout, stderr)."""
-    monkeypatch.setattr(warnings, "formatwarning", warnings.formatwarning)   # main() replaces it
-
-    def run(*args: str | Path) -> tuple[int, str, str]:
-        try:
-            status = main([str(arg) for arg in args])
-        except SystemExit as exit_:   # argparse errors
-            status = exit_.code
-        captured = capsys.readouterr()
-        return status, captured.out, captured.err
-    return run
 
 
 def _assert_one_clean_error(status: int, err: str, *needles: str) -> None:

@@ -25,7 +25,6 @@ from PIL import Image
 
 from catdog_lib import images
 from catdog_lib.checkpoint import atomic_save
-from catdog_lib.cli import main
 from catdog_lib.datasets import make_loader
 from catdog_lib.errors import CatdogError
 from catdog_lib.evaluation import evaluate_folder, load_model
@@ -39,21 +38,6 @@ from catdog_lib.split import Split, stratified_split
 from catdog_lib.training import TrainConfig, train
 from conftest import (REPO, make_checkpoint, make_dataset, make_image, public_env, run_python, subprocess_env,
                       truncated_jpeg)
-
-
-@pytest.fixture
-def cli(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture):
-    """`catdog ARGS` in this process (the entry point's main()): (status, stdout, stderr)."""
-    monkeypatch.setattr(warnings, "formatwarning", warnings.formatwarning)   # main() replaces it
-
-    def run(*args: str | Path) -> tuple[int, str, str]:
-        try:
-            status = main([str(arg) for arg in args])
-        except SystemExit as exit_:   # argparse errors
-            status = exit_.code
-        captured = capsys.readouterr()
-        return status, captured.out, captured.err
-    return run
 
 
 def _one_clean_error(status: int, err: str, *needles: str) -> None:
