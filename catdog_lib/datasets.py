@@ -10,7 +10,7 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 import torch
 from torch.utils.data import DataLoader, Dataset, default_collate
 
-from .images import BadImageError, load_rgb
+from .images import WARNINGS_LOCK, BadImageError, load_rgb
 from .layout import Sample
 
 Problem = tuple[str, str]  # (path, why it cannot be used)
@@ -70,7 +70,8 @@ class SkippedFiles:
         for path, reason in problems:
             if path not in self.reasons:
                 self.reasons[path] = reason
-                warnings.warn(f"skipping bad image {reason}", stacklevel=2)
+                with WARNINGS_LOCK:  # not while a prefetch thread decodes (see images.WARNINGS_LOCK)
+                    warnings.warn(f"skipping bad image {reason}", stacklevel=2)
 
     def paths(self) -> list[str]:
         return sorted(self.reasons)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import io
 import struct
+import threading
 import warnings
 from collections.abc import Iterator
 from pathlib import Path
@@ -23,6 +24,9 @@ else:
 AVIF_SUPPORTED = bool(features.check("avif"))
 
 # Pillow's own bomb limit (~89 Mpx warns, twice that fails); we refuse anything past the warning.
+# warnings.catch_warnings swaps process-wide state: a photo decoded in a prefetch thread would capture (and
+# mislabel) a warning the main thread gives meanwhile, so decoding and the bad-file warnings take turns.
+WARNINGS_LOCK = threading.RLock()
 MAX_PIXELS = Image.MAX_IMAGE_PIXELS or 89_478_485
 # JPEG draft mode decodes at down to 1/8 of each side, so a JPEG may claim 64x the pixels we decode.
 JPEG_DRAFT_MAX_PIXELS = 64 * MAX_PIXELS
@@ -116,7 +120,7 @@ def _decode(source: Path | io.BytesIO, path: Path, min_size: int | None, draft: 
     Damaged EXIF only loses the rotation. Pillow's warnings are repeated naming the file.
     """
     limit = JPEG_DRAFT_MAX_PIXELS if draft else MAX_PIXELS
-    with warnings.catch_warnings(record=True) as caught:
+    with WARNINGS_LOCK, warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         warnings.simplefilter("ignore", Image.DecompressionBombWarning)  # our own check below names the size
         with _pixel_limit(limit):
