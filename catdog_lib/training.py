@@ -328,8 +328,7 @@ def finish_bar(bar: tqdm, epochs_run: int) -> None:
 def make_optimizer(model: TransferNet, cfg: TrainConfig) -> torch.optim.Optimizer:
     """Adam on the head (features recipe, backbone frozen), or on everything with the backbone at lr/10."""
     if cfg.recipe == "features":
-        for parameter in model.backbone.parameters():
-            parameter.requires_grad = False
+        model.freeze_backbone()
         return torch.optim.Adam(model.head.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     groups = [{"params": model.backbone.parameters(), "lr": cfg.lr * BACKBONE_LR_FACTOR},
               {"params": model.head.parameters(), "lr": cfg.lr}]
