@@ -57,6 +57,7 @@ class Arch:
     name: str
     prep: Preprocessing
     pretrained: Callable[[str | Path | None], tuple[nn.Module, nn.Module]]
+    last_stage: tuple[str, ...]  # the backbone's last stage (module names): fine-tuned first; its end is Grad-CAM's layer
     surgery: Callable[[nn.Module, int], nn.Module] = linear_head
 
 
@@ -190,11 +191,12 @@ def last_layer_surgery(classifier: nn.Sequential, n_classes: int) -> nn.Module:
 
 ARCHS: dict[str, Arch] = {
     **{f"efficientnet_lite{n}": Arch(f"efficientnet_lite{n}", Preprocessing(size, LITE_MEAN, LITE_STD),
-                                     _lite_pretrained(n)) for n, size in LITE_SIZES.items()},
-    "vgg16_bn": Arch("vgg16_bn", IMAGENET_PREP, _vgg16_bn_pretrained, vgg16_bn_surgery),
-    "resnet50": Arch("resnet50", IMAGENET_PREP, _resnet50_pretrained),
+                                     _lite_pretrained(n), ("blocks.6", "conv_head", "bn2"))
+       for n, size in LITE_SIZES.items()},
+    "vgg16_bn": Arch("vgg16_bn", IMAGENET_PREP, _vgg16_bn_pretrained, ("0.40", "0.41"), vgg16_bn_surgery),
+    "resnet50": Arch("resnet50", IMAGENET_PREP, _resnet50_pretrained, ("layer4",)),
     "mobilenet_v3_large": Arch("mobilenet_v3_large", IMAGENET_PREP, _mobilenet_v3_large_pretrained,
-                               last_layer_surgery),
+                               ("0.15", "0.16"), last_layer_surgery),
 }
 
 

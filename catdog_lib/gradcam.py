@@ -19,8 +19,7 @@ from pytorch_grad_cam.utils.image import show_cam_on_image
 from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
 from torch import nn
 
-from .backbones import TransferNet
-from .errors import CatdogError
+from .backbones import TransferNet, get_arch
 from .evaluation import LoadedModel
 from .images import load_rgb
 from .transforms import denormalize, eval_transform
@@ -41,29 +40,10 @@ class CamResult:
         return show_cam_on_image(self.image.astype(np.float32), self.heatmap, use_rgb=True, image_weight=1 - alpha)
 
 
-def _last_conv(module: nn.Module) -> nn.Module:
-    convs = [m for m in module.modules() if isinstance(m, nn.Conv2d)]
-    if not convs:
-        raise CatdogError("Grad-CAM: the backbone has no Conv2d layer to explain.")
-    return convs[-1]
-
-
 def target_layer(model: TransferNet, arch: str) -> nn.Module:
-    """The layer whose feature maps Grad-CAM weighs: the last one before global average pooling.
-
-    EfficientNet-Lite: ``bn2`` (``conv_head`` plus its batch norm and ReLU6); VGG16_bn: the last conv
-    of ``features``; ResNet50: ``layer4``; MobileNetV3: the last block of ``features``.
-    """
-    backbone = model.backbone
-    if arch.startswith("efficientnet_lite"):
-        return backbone.bn2
-    if arch == "vgg16_bn":
-        return _last_conv(backbone[0])
-    if arch == "resnet50":
-        return backbone.layer4
-    if arch == "mobilenet_v3_large":
-        return backbone[0][-1]
-    raise CatdogError(f"Grad-CAM: no target layer known for architecture {arch!r}.")
+    """The layer whose feature maps Grad-CAM weighs: the end of the backbone's last stage (``Arch.last_stage``),
+    the last one before global average pooling."""
+    return model.backbone.get_submodule(get_arch(arch).last_stage[-1])
 
 
 def grad_cam_maps(model: TransferNet, layer: nn.Module, images: torch.Tensor,
