@@ -14,7 +14,6 @@ from pathlib import Path
 
 from . import config
 from .errors import CatdogError
-from .layout import find_dataset
 
 REPOSITORY = "https://github.com/catdog-course/catdog"  # the one place the course's repository is named
 DISTRIBUTION = "catdog-course"
@@ -59,7 +58,9 @@ def setup(data_dir: str | os.PathLike | None = None, drive: bool = False) -> Non
     _secrets_to_environment()
     if drive:
         _use_drive()
-    if not _has_photos(config.data_root(data_dir)):
+    from .course import has_dataset
+
+    if not has_dataset(config.data_root(data_dir)):
         from .download import DEFAULT_SOURCE, get_course_data
 
         get_course_data("kaggle" if kaggle_credentials_present() else DEFAULT_SOURCE, root=data_dir)
@@ -103,11 +104,3 @@ def _use_drive() -> None:
             here.symlink_to(kept, target_is_directory=True)
         where = kept if here.resolve() == kept.resolve() else f"{here} (already there, not on Drive)"
         print(f"{name}: {where}")
-
-
-def _has_photos(root: Path) -> bool:
-    try:
-        find_dataset(root).train()
-    except CatdogError:
-        return False
-    return True
