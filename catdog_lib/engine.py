@@ -23,11 +23,13 @@ import importlib.util
 import json
 import os
 import shutil
+import sys
 import tempfile
 import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from types import ModuleType
 from typing import Protocol
 
 import numpy as np
@@ -43,6 +45,25 @@ MIN_COSINE = 0.999  # an engine's features must point the same way as PyTorch's 
 MODEL_FILE, CHECK_FILE = "backbone.onnx", "check.json"
 PROBE_SIZE = 224  # the exactness check's image size (the export takes any)
 CHUNK = 8  # images per OpenVINO inference
+TELEMETRY = "openvino_telemetry"  # OpenVINO's usage reporting (pip package openvino-telemetry)
+
+
+def import_engine(name: str) -> ModuleType:
+    """Import an engine's module; OpenVINO without its usage telemetry.
+
+    ``import openvino`` sends a usage event to Google Analytics unless ~/intel/openvino_telemetry says
+    no, from a new process (which, under the spawn start method, imports the caller's main module again:
+    ~700 MB and seconds of CPU during a run). A course does not report its students' use without asking,
+    so the telemetry module is hidden while OpenVINO is imported; OpenVINO then uses its own no-op stub.
+    """
+    hide = name == "openvino" and "openvino" not in sys.modules and TELEMETRY not in sys.modules
+    if hide:
+        sys.modules[TELEMETRY] = None  # type: ignore[assignment]  # None in sys.modules: ImportError
+    try:
+        return importlib.import_module(name)
+    finally:
+        if hide:
+            del sys.modules[TELEMETRY]
 
 
 class Runner(Protocol):
@@ -77,9 +98,7 @@ class OpenVINORunner:
     identity = "openvino:fp32"
 
     def __init__(self, path: Path):
-        import openvino
-
-        self.core = openvino.Core()
+        self.core = import_engine("openvino").Core()
         self.model = self.core.read_model(path)
         self.config = {"INFERENCE_PRECISION_HINT": "f32", "PERFORMANCE_HINT": "LATENCY",
                        "INFERENCE_NUM_THREADS": torch.get_num_threads()}
@@ -196,7 +215,7 @@ def weights_digest(backbone: nn.Module) -> str:
 
 def export_folder(root: Path, engine: Engine, backbone: nn.Module, backbone_id: str) -> Path:
     """Where ``engine``'s export of ``backbone`` is cached: keyed like the feature cache, plus the weights."""
-    version = getattr(importlib.import_module(engine.name), "__version__", "")
+    version = getattr(import_engine(engine.name), "__version__", "")
     key = json.dumps({"backbone": backbone_id, "weights": weights_digest(backbone),
                       "engine": engine.identity, "version": version, "torch": str(torch.__version__)},
                      sort_keys=True)

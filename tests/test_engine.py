@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
 import sys
 import tempfile
 import threading
@@ -223,3 +225,30 @@ def test_an_unwritable_engine_cache_warns_and_still_uses_the_engine(tmp_path, mo
     cosine = torch.nn.functional.cosine_similarity(runner(images), _fp32_features(backbone, images), dim=1)
     assert cosine.min() >= MIN_COSINE  # the temporary export is gone; the loaded model still runs
     assert not any(scratch.iterdir())
+
+
+@pytest.mark.skipif(not engine.installed("openvino"), reason="OpenVINO not installed")
+def test_openvino_runs_without_reporting_usage(tmp_path):
+    """Importing OpenVINO through the engine starts no telemetry process and never loads its telemetry module,
+    even where that module is installed (it is a dependency of the openvino package)."""
+    script = tmp_path / "main.py"  # a main module with a file: the spawn start method would import it again
+    script.write_text(f"""
+import multiprocessing, sys, torch
+from pathlib import Path
+multiprocessing.set_start_method("spawn")
+started = []
+original = multiprocessing.process.BaseProcess.start
+multiprocessing.process.BaseProcess.start = lambda self: started.append(self) or original(self)
+from catdog_lib.backbones import create_model
+from catdog_lib import engine
+if __name__ == "__main__":
+    assert engine.installed(engine.TELEMETRY), "openvino-telemetry is not installed: nothing to hide"
+    runner = engine.backbone_runner(create_model("efficientnet_lite0", 2, weights=None).backbone, "lite0",
+                                    torch.device("cpu"), cache_root=Path({str(tmp_path)!r}))
+    features = runner(torch.zeros(1, 3, 64, 64))
+    print(runner.identity, tuple(features.shape), len(started), engine.TELEMETRY in sys.modules)
+""")
+    result = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=300,
+                            env={**os.environ, engine.ENGINE_ENV: "openvino"})
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split() == ["openvino:fp32", "(1,", "1280)", "0", "False"]
