@@ -44,7 +44,7 @@ ENGINE_ENV = "CATDOG_ENGINE"
 MIN_COSINE = 0.999  # an engine's features must point the same way as PyTorch's float32 ones
 MODEL_FILE, CHECK_FILE = "backbone.onnx", "check.json"
 PROBE_SIZE = 224  # the exactness check's image size (the export takes any)
-CHUNK = 8  # images per OpenVINO inference
+CHUNK = 2  # images per OpenVINO inference
 TELEMETRY = "openvino_telemetry"  # OpenVINO's usage reporting (pip package openvino-telemetry)
 
 
@@ -91,8 +91,10 @@ class TorchRunner:
 class OpenVINORunner:
     """An OpenVINO model compiled for a fixed chunk of images (static shapes run ~20% faster than dynamic).
 
-    Batches are run in chunks of ``CHUNK`` (the last one padded): on 2 cores as fast as chunks of 32,
-    with a quarter of the memory (~120 MB of buffers instead of ~360 MB), and a single compiled model.
+    Batches are run in chunks of ``CHUNK`` (the last one padded), one compiled model for every batch
+    size. Small chunks keep each inference's activations in the CPU's caches: on 2 cores, while the
+    prefetch thread decodes, chunks of 2 ran a cold default run in 26-28 s against 30-31 s for chunks of
+    8, and buffers shrink with the chunk (docs/BENCHMARKS.md).
     """
 
     identity = "openvino:fp32"
@@ -106,20 +108,20 @@ class OpenVINORunner:
         self.request = None
 
     def __call__(self, images: torch.Tensor) -> torch.Tensor:
-        array = images.detach().float().cpu().contiguous().numpy()
-        shape = (CHUNK, *array.shape[1:])
+        images = images.detach().float().cpu()
+        shape = (CHUNK, *images.shape[1:])
         if shape != self.shape:
             model = self.model.clone()
             model.reshape(list(shape))
             self.request = self.core.compile_model(model, "CPU", self.config).create_infer_request()
             self.shape = shape
         outputs = []
-        for start in range(0, len(array), CHUNK):
-            chunk = array[start:start + CHUNK]
+        for start in range(0, len(images), CHUNK):
+            chunk = images[start:start + CHUNK].contiguous().numpy()  # a view's slice: copy one chunk at a time
             if len(chunk) < CHUNK:
                 chunk = np.concatenate([chunk, np.zeros((CHUNK - len(chunk), *shape[1:]), chunk.dtype)])
             outputs.append(self.request.infer({0: chunk})[0].copy())  # the request reuses its output buffer
-        return torch.from_numpy(np.concatenate(outputs)[:len(array)])
+        return torch.from_numpy(np.concatenate(outputs)[:len(images)])
 
 
 class OnnxRuntimeRunner:
