@@ -8,12 +8,15 @@ Each part runs in its own spawned process, so its peak memory is its own:
    on the inference engine the library picks (``catdog_lib/engine.py``);
 3. recipe: ``catdog train`` defaults run in full with a cold cache (features and exported backbone), then
    a warm one; the best checkpoint evaluated on the test split;
-4. profile (``--no-profile`` skips it): decode variants, and the backbone's forward pass on each engine
+4. course (``--no-course`` skips it): ``make run`` (all six notebooks through ``catdog course``) and its
+   fast mode, each from a cold cache: seconds per notebook;
+5. profile (``--no-profile`` skips it): decode variants, and the backbone's forward pass on each engine
    and precision, side by side on a batch of 32 (images/s and agreement with PyTorch float32);
-5. scale (``--scale``): the default recipe on 2k, 5k and 10k distinct photos made from the shared ones.
+6. scale (``--scale``): the default recipe on 2k, 5k and 10k distinct photos made from the shared ones.
 
 Prints a markdown table, writes ``runs/bench.json`` and a section of ``docs/BENCHMARKS.md`` per machine.
-``--quick`` (or BENCH_QUICK=1) shortens parts 1, 2 and 4 to prove the script works; part 3 always runs in full.
+``--quick`` (or BENCH_QUICK=1) shortens parts 1, 2 and 5 and runs only the fast course, to prove the script
+works; part 3 always runs in full.
 """
 
 from __future__ import annotations
@@ -28,6 +31,7 @@ import os
 import platform
 import re
 import resource
+import subprocess
 import sys
 import tempfile
 import threading
@@ -46,7 +50,7 @@ from torchvision import transforms as T
 
 from catdog_lib import engine
 from catdog_lib.backbones import DEFAULT_ARCH, create_model, get_arch
-from catdog_lib.config import CACHE_ENV, DATA_ENV, REPO_ROOT
+from catdog_lib.config import CACHE_ENV, DATA_ENV, REPO_ROOT, RUNS_ENV
 from catdog_lib.datasets import SkippedFiles
 from catdog_lib.devices import pick_device, set_seed
 from catdog_lib.engine import ENGINE_ENV, ENGINES, backbone_runner, engine_identity
@@ -73,6 +77,7 @@ GOALS = {  # name: (description, test)
     "backbone_images_per_s": (">= 120 images/s", lambda value: value >= 120),
     "ratio": (">= 25x", lambda value: value >= 25),
     "memory_bytes": ("<= 1.5 GB", lambda value: value <= 1.5 * GB),
+    "course_s": ("<= 60 s", lambda value: value <= 60),
 }
 INTRO = """# Benchmarks
 
@@ -257,6 +262,19 @@ def results_rows(results: dict[str, Any]) -> list[list[str]]:
     ]
 
 
+def course_rows(courses: list[dict[str, Any]]) -> list[list[str]]:
+    """Rows for each course run: its notebooks' seconds in total and one by one, against the goal."""
+    rows = []
+    for run in courses:
+        label = "Course: `CATDOG_FAST=1 make run`" if run["fast"] else "Course: `make run` (full)"
+        each = ", ".join(f"{name[:2]} {seconds:.0f}" for name, seconds in run["notebooks"].items())
+        text = f"{run['notebooks_s']:.0f} s of notebooks ({each}); {run['wall_s']:.0f} s wall"
+        if not run["ok"]:
+            text += f"; FAILED ({run['failure']})"
+        rows.append([label, text, *goal_mark("course_s", run["notebooks_s"] if run["ok"] else None)])
+    return rows
+
+
 def machine_rows(machine: dict[str, Any]) -> list[list[str]]:
     """The machine table's rows."""
     return [["CPU", machine["cpu"]], ["Cores (os.cpu_count)", str(machine["cores"])],
@@ -294,7 +312,8 @@ def report(results: dict[str, Any]) -> str:
     mode = " — **quick mode**: reduced, not representative" if results["quick"] else ""
     parts = [f"Measured {results['date']}{mode}.", "",
              markdown_table(["Machine", ""], machine_rows(machine)), "",
-             markdown_table(["Measure", "Value", "Goal", "Met"], results_rows(results))]
+             markdown_table(["Measure", "Value", "Goal", "Met"],
+                            results_rows(results) + course_rows(results.get("course", [])))]
     if results.get("profile"):
         parts += ["", f"Where the time goes ({results['profile']['arch']}, batch of {PROFILE_BATCH} photos, "
                       "variants side by side in one process):", "",
@@ -440,6 +459,27 @@ def recipe_part(root: Path) -> dict[str, Any]:
             "test_accuracy": test.accuracy, "test_n": test.n, "test_s": test_s}
 
 
+def course_notebooks(summary: str) -> dict[str, float]:
+    """Seconds of each notebook that ran, from a course run's summary.txt (``catdog_lib.runner.run_course``)."""
+    return {name: float(seconds) for name, seconds in re.findall(r"^ +(\S+\.ipynb) +([\d.]+) s +ok$", summary, re.M)}
+
+
+def course_part(root: Path, fast: bool) -> dict[str, Any]:
+    """``make run`` (``catdog course``), or its fast mode, from a cold feature cache and empty runs folder."""
+    with tempfile.TemporaryDirectory(prefix="catdog-bench-") as tmp:
+        env = {**os.environ, DATA_ENV: str(root), CACHE_ENV: f"{tmp}/cache", RUNS_ENV: f"{tmp}/runs"}
+        command = [sys.executable, "-m", "catdog_lib", "course", "--offline", "--out", f"{tmp}/out"]
+        started = time.perf_counter()
+        done = subprocess.run(command + (["--fast"] if fast else []), env=env, cwd=tmp, capture_output=True, text=True)
+        wall_s = time.perf_counter() - started
+        summary = Path(tmp, "out", "summary.txt")
+        text = summary.read_text() if summary.exists() else ""
+    notebooks = course_notebooks(text)
+    failure = (done.stdout + done.stderr).strip().splitlines()[-1:] if done.returncode else []
+    return {"fast": fast, "ok": done.returncode == 0, "failure": " ".join(failure), "wall_s": wall_s,
+            "notebooks": notebooks, "notebooks_s": sum(notebooks.values())}
+
+
 def _rate(work: Callable[[], object], n_items: int, repeats: int) -> float:
     """Items/s of ``work`` (which handles ``n_items``): its fastest of ``repeats`` runs after a warm-up run."""
     work()
@@ -567,6 +607,8 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", default=quick_env,
                         help="fewer tutorial batches, extraction photos and profile repeats (also BENCH_QUICK=1)")
+    parser.add_argument("--course", action=argparse.BooleanOptionalAction, default=True,
+                        help="time the course from a cold cache: make run and its fast mode (quick: fast mode only; default on)")
     parser.add_argument("--profile", action=argparse.BooleanOptionalAction, default=True,
                         help="the 'where the time goes' table: decoding, each engine and precision (default on)")
     parser.add_argument("--scale", action="store_true",
@@ -616,6 +658,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     ours_s = ours_time_to_target(rec["cold_s"], rec["history"])
     results["time_to_target"] = {"target": TARGET_ACCURACY, "tutorial_s": tutorial_s, "ours_s": ours_s,
                                  "ratio": tutorial_s / ours_s if ours_s else None}
+    if args.course:
+        results["course"] = []
+        for fast in (True,) if args.quick else (False, True):
+            log(f"course: `{'CATDOG_FAST=1 ' if fast else ''}make run` from a cold cache")
+            results["course"].append(in_child(course_part, root, fast))
     if args.profile:
         log("profile: decoding, and the forward pass on each engine and precision")
         results["profile"] = in_child(profile_part, root, 2 if args.quick else 5)

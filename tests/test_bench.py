@@ -198,6 +198,30 @@ def test_scaled_pool_files_are_distinct_and_balanced(bench, tmp_path):
 
 def test_profile_is_on_by_default_and_scale_is_an_option(bench):
     args = bench.parse_args([])
-    assert args.profile and not args.scale and args.scale_sizes == [2000, 5000, 10000]
+    assert args.profile and args.course and not args.scale and args.scale_sizes == [2000, 5000, 10000]
     args = bench.parse_args(["--no-profile", "--scale", "--scale-sizes", "20,40"])
     assert not args.profile and args.scale and args.scale_sizes == [20, 40]
+
+
+def test_course_rows_give_each_notebook_and_the_goal(bench):
+    ok = {"fast": False, "ok": True, "failure": "", "wall_s": 70.2, "notebooks_s": 58.0,
+          "notebooks": {"01_download_data.ipynb": 8.0, "04_transfer_learning.ipynb": 50.0}}
+    failed = {**ok, "fast": True, "ok": False, "failure": "04_transfer_learning.ipynb: cell 12 raised"}
+    assert bench.course_rows([ok, failed]) == [
+        ["Course: `make run` (full)", "58 s of notebooks (01 8, 04 50); 70 s wall", "<= 60 s", "yes"],
+        ["Course: `CATDOG_FAST=1 make run`",
+         "58 s of notebooks (01 8, 04 50); 70 s wall; FAILED (04_transfer_learning.ipynb: cell 12 raised)",
+         "<= 60 s", "n/a"]]
+    assert "| Course: `make run` (full)" in bench.report({**fake_results(), "course": [ok, failed]})
+
+
+def test_course_notebooks_reads_the_runners_summary(bench, tmp_path):
+    import nbformat
+
+    from catdog_lib.runner import run_course
+
+    notebook = tmp_path / "99_tiny.ipynb"
+    nbformat.write(nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell("print(6 * 7)")]), notebook)
+    assert run_course(fast=True, out=tmp_path / "out", notebooks=[notebook]) == 0
+    seconds = bench.course_notebooks((tmp_path / "out" / "summary.txt").read_text())
+    assert list(seconds) == ["99_tiny.ipynb"] and seconds["99_tiny.ipynb"] > 0
