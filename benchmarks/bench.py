@@ -101,11 +101,15 @@ the same photos (`$CATDOG_DATA_DIR`: 2,000 training photos split 1,600 train / 4
 - **Profile**: decoding, and the backbone's forward pass on each engine and precision installed, timed
   side by side in one process on the same batch of 32 photos, with the lowest cosine similarity of a
   photo's features to PyTorch float32's (the library only uses an engine at >= 0.999).
+- **Course**: `make run` (`catdog course`: the six notebooks in order, each in a fresh kernel) and its
+  fast mode, each from a cold feature cache and an empty runs folder; the seconds of each notebook as
+  the course's summary gives them (kernel start included), and their sum (`--no-course` skips it).
 
 Goals: the default recipe at most 30 s cold and 3 s warm for 2,000 photos; extraction at least
 120 images/s; time to 97.5% valid accuracy at least 25x shorter than the tutorial's; peak memory at most
-1.5 GB. These are goals, not gates: each run records whether it met them. `make bench` rewrites the
-section of the machine it runs on; `--scale` adds how the time grows with 2k, 5k and 10k photos.
+1.5 GB; the course at most 60 s of notebooks. These are goals, not gates: each run records whether it
+met them. `make bench` rewrites the section of the machine it runs on; `make bench ARGS=--scale` adds
+how the time grows with 2k, 5k and 10k photos.
 """
 
 
