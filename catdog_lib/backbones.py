@@ -59,6 +59,8 @@ class Arch:
     pretrained: Callable[[str | Path | None], tuple[nn.Module, nn.Module]]
     last_stage: tuple[str, ...]  # the backbone's last stage (module names): fine-tuned first; its end is Grad-CAM's layer
     surgery: Callable[[nn.Module, int], nn.Module] = linear_head
+    # (trunk, stage): the backbone cut before its last stage, sharing its modules (finetune.split_backbone)
+    split: Callable[[nn.Module], tuple[nn.Module, nn.Module]] | None = None
 
 
 LITE_SIZES = {0: 224, 1: 240, 2: 260}  # each EfficientNet-Lite's native input size
@@ -189,14 +191,33 @@ def last_layer_surgery(classifier: nn.Sequential, n_classes: int) -> nn.Module:
     return classifier
 
 
+def _lite_split(net: nn.Module) -> tuple[nn.Module, nn.Module]:
+    return (nn.Sequential(net.conv_stem, net.bn1, *net.blocks[:-1]),
+            nn.Sequential(net.blocks[-1], net.conv_head, net.bn2, net.global_pool))
+
+
+def _resnet50_split(net: nn.Module) -> tuple[nn.Module, nn.Module]:
+    return (nn.Sequential(net.conv1, net.bn1, net.relu, net.maxpool, net.layer1, net.layer2, net.layer3),
+            nn.Sequential(net.layer4, net.avgpool, nn.Flatten(1)))
+
+
+def _sequential_split(first: int) -> Callable[[nn.Module], tuple[nn.Module, nn.Module]]:
+    """For backbones built as Sequential(features, avgpool, Flatten): cut ``features`` at layer ``first``."""
+    def split(net: nn.Module) -> tuple[nn.Module, nn.Module]:
+        features, pool, flatten = net
+        return features[:first], nn.Sequential(features[first:], pool, flatten)
+    return split
+
+
 ARCHS: dict[str, Arch] = {
     **{f"efficientnet_lite{n}": Arch(f"efficientnet_lite{n}", Preprocessing(size, LITE_MEAN, LITE_STD),
-                                     _lite_pretrained(n), ("blocks.6", "conv_head", "bn2"))
+                                     _lite_pretrained(n), ("blocks.6", "conv_head", "bn2"), split=_lite_split)
        for n, size in LITE_SIZES.items()},
-    "vgg16_bn": Arch("vgg16_bn", IMAGENET_PREP, _vgg16_bn_pretrained, ("0.40", "0.41"), vgg16_bn_surgery),
-    "resnet50": Arch("resnet50", IMAGENET_PREP, _resnet50_pretrained, ("layer4",)),
+    "vgg16_bn": Arch("vgg16_bn", IMAGENET_PREP, _vgg16_bn_pretrained, ("0.40", "0.41"), vgg16_bn_surgery,
+                     _sequential_split(40)),
+    "resnet50": Arch("resnet50", IMAGENET_PREP, _resnet50_pretrained, ("layer4",), split=_resnet50_split),
     "mobilenet_v3_large": Arch("mobilenet_v3_large", IMAGENET_PREP, _mobilenet_v3_large_pretrained,
-                               ("0.15", "0.16"), last_layer_surgery),
+                               ("0.15", "0.16"), last_layer_surgery, _sequential_split(15)),
 }
 
 

@@ -180,9 +180,9 @@ def _cmd_course(args: argparse.Namespace) -> int:
 # these against backbones.ARCHS, backbones.DEFAULT_ARCH, training.TrainConfig and training.DEFAULT_LR).
 ARCH_NAMES = ("efficientnet_lite0", "efficientnet_lite1", "efficientnet_lite2", "mobilenet_v3_large", "resnet50",
               "vgg16_bn")
-RECIPE_NAMES = ("features", "finetune")
+RECIPE_NAMES = ("features", "finetune", "whole")
 TRAIN_DEFAULTS = {"arch": "efficientnet_lite2", "recipe": "features", "epochs": 40, "batch_size": 32, "seed": 42,
-                  "lr": {"features": 1e-3, "finetune": 1e-4}}
+                  "lr": {"features": 1e-3, "finetune": 1e-3, "whole": 1e-4}}
 
 
 def _command(sub, name: str, summary: str, example: str) -> argparse.ArgumentParser:
@@ -206,12 +206,14 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--data", help="dataset root (default: $CATDOG_DATA_DIR, else data/cat-and-dog)")
     train.add_argument("--out", help="run folder to create (new or empty)")
     train.add_argument("--arch", choices=ARCH_NAMES, help=f"backbone (default {defaults['arch']})")
-    train.add_argument("--recipe", choices=RECIPE_NAMES, help=f"default {defaults['recipe']}")
+    train.add_argument("--recipe", choices=RECIPE_NAMES,
+                       help=f"features: a new head on the frozen backbone (default); finetune: then its last "
+                            f"stage too, on cached stage inputs, kept only if no worse; whole: every layer on photos")
     train.add_argument("--epochs", type=_positive(int), help=f"most epochs (default {defaults['epochs']})")
     train.add_argument("--batch-size", type=_positive(int), help=f"default {defaults['batch_size']}")
     train.add_argument("--lr", type=_learning_rate,
-                       help=f"learning rate (default {defaults['lr']['features']} features, "
-                            f"{defaults['lr']['finetune']} finetune)")
+                       help=f"learning rate (default {defaults['lr']['features']} features and finetune's "
+                            f"head stage, {defaults['lr']['whole']} whole)")
     train.add_argument("--seed", type=_seed, help=f"0 to 2**32-1 (default {defaults['seed']})")
     train.add_argument("--weights", help="'default' (ImageNet; downloads for torchvision archs), "
                                          "a local .pth file, or 'none'")

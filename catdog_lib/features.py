@@ -12,7 +12,7 @@ fixed set of views per photo and each epoch picks one of them:
   as the flip inside a DataLoader;
 - any other random step (``RandomResizedCrop``, ``ColorJitter``, ...): ``random_views`` seeded draws
   of the whole transform per photo, and each epoch picks one at random -- an approximation, said
-  so when it happens (the ``finetune`` recipe draws afresh for every batch instead).
+  so when it happens (the ``whole`` recipe draws afresh for every batch instead).
 
 The backbone runs on the fastest exact inference engine installed (:mod:`catdog_lib.engine`), while
 a background thread decodes the next photos. The cache is keyed by the file's content, the backbone's
@@ -110,7 +110,7 @@ def training_views(transform: Callable, random_views: int = RANDOM_VIEWS, seed: 
     random_steps = sorted({type(step).__name__ for step in rest if not isinstance(step, DETERMINISTIC_STEPS)})
     print(f"features recipe: the training transform is random beyond a flip ({', '.join(random_steps)}): "
           f"caching {random_views} augmented views per photo; each epoch picks one of them. "
-          "The finetune recipe draws a new augmentation every epoch instead.")
+          "The whole recipe draws a new augmentation every epoch instead.")
     return ViewSet(transform, tuple(f"draw{k}" for k in range(random_views)), None, seed)
 
 
@@ -195,11 +195,12 @@ def compute_features(
     batch_size: int = 32,
     num_workers: int | None = None,
     progress: bool = True,
+    dtype: torch.dtype = torch.float32,
 ) -> tuple[torch.Tensor, list[int]]:
     """Run the frozen backbone (``runner``, from :func:`engine.backbone_runner`) over every view of ``samples``.
 
     Each photo is decoded once, in a background thread while the backbone runs on the previous batch.
-    Returns features ``[view, good sample, dim]`` and the indices of the good samples.
+    Returns features ``[view, good sample, ...]`` (as ``dtype``) and the indices of the good samples.
     """
     indexed = [(path, index) for index, (path, _) in enumerate(samples)]  # label slot carries the index
     loader = make_loader(indexed, views.all, batch_size, num_workers=num_workers, min_size=min_size,
@@ -209,7 +210,7 @@ def compute_features(
     bar = tqdm(total=len(samples), desc="backbone features", unit="img", disable=not progress, leave=True)
     for images, indices in iterate_good(prefetched(loader), skipped):  # images: [batch, view, C, H, W]
         per_view = [runner(images[:, v]) for v in range(images.shape[1])]
-        outputs.append(torch.stack(per_view).float().cpu())
+        outputs.append(torch.stack(per_view).to(dtype).cpu())
         kept.extend(indices.tolist())
         bar.update(len(indices))
     bar.close()

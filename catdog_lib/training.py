@@ -4,10 +4,14 @@ Notebook 04 shows and explains this code: :func:`train_epoch`, :func:`validate` 
 :class:`EarlyStopping` are written there exactly as here (a test keeps them identical), and its
 epoch loop matches :func:`train` epoch for epoch (a test runs both). Faithful to the tutorial:
 CrossEntropyLoss, Adam, ReduceLROnPlateau(mode="min", factor=0.1, patience=4), early stopping on
-valid loss (patience 7), best checkpoint by valid accuracy, TensorBoard scalars. Two recipes:
+valid loss (patience 7), best checkpoint by valid accuracy, TensorBoard scalars. Three recipes:
 
 - ``features``: frozen backbone, new head, trained on cached backbone features (fast on CPU);
-- ``finetune``: the whole network trains, the backbone at a tenth of the head's learning rate.
+- ``finetune``: ``features`` to convergence, then the backbone's last stage and the head on cached stage
+  inputs, BatchNorm in eval mode, at smaller learning rates (:mod:`catdog_lib.finetune`); a fine-tuned
+  epoch is kept only if it is no worse on validation;
+- ``whole``: the whole network trains from the start on decoded photos, the backbone at a tenth of the
+  head's learning rate (slow on a CPU; notebook 04 uses it to train from scratch).
 """
 
 from __future__ import annotations
@@ -25,21 +29,27 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from .backbones import DEFAULT_ARCH, TransferNet, create_model, get_arch, head_spec
-from .checkpoint import atomic_write_text, load_checkpoint, save_checkpoint
+from .checkpoint import atomic_write_bytes, atomic_write_text, load_checkpoint, save_checkpoint
 from .config import cache_dir
 from .datasets import SkippedFiles, iterate_good, make_loader
 from .devices import pick_device, set_seed
 from .errors import CatdogError
 from .features import FeatureSet, ViewSet, eval_views, extract_features, file_digest, training_views
+from .finetune import StageNet, keeps, split_backbone, stage_inputs
 from .guards import check_finite
 from .layout import find_dataset
 from .runfolder import claim_run_folder
 from .split import Split, stratified_split, subset_per_class
 from .transforms import eval_transform, train_transform
 
-RECIPES = ("features", "finetune")
-DEFAULT_LR = {"features": 1e-3, "finetune": 1e-4}  # a new head learns fast; a pretrained backbone needs care
-BACKBONE_LR_FACTOR = 0.1
+RECIPES = ("features", "finetune", "whole")
+# A new head learns fast; a pretrained backbone needs care. finetune's rate is its head stage's.
+DEFAULT_LR = {"features": 1e-3, "finetune": 1e-3, "whole": 1e-4}
+BACKBONE_LR_FACTOR = 0.1  # whole: the pretrained backbone's rate, relative to the head's
+# finetune's second stage: the pretrained last stage and the trained head, both at a tenth of the head stage's
+# rate (on the validation photos a hundredth for the stage lowered the valid loss half as much)
+HEAD_LR_FACTOR = STAGE_LR_FACTOR = 0.1
+FINETUNE_PATIENCE = 2  # finetune's second stage: epochs without a better valid loss before it stops
 
 
 @dataclass
@@ -52,11 +62,12 @@ class TrainConfig:
     recipe: str = "features"
     epochs: int = 40
     batch_size: int = 32
-    lr: float | None = None  # None: 1e-3 for the features recipe's head, 1e-4 to fine-tune
+    lr: float | None = None  # None: DEFAULT_LR of the recipe
     weight_decay: float = 0.0
     seed: int = 42
     flip_p: float = 0.3
     patience: int = 7
+    finetune_epochs: int = 8  # finetune recipe: most epochs of its second stage (last stage + head)
     valid_fraction: float = 0.2
     weights: str | None = "default"
     device: str = "auto"
@@ -120,6 +131,7 @@ class RunState:
     history: list[dict] = field(default_factory=list)
     stopped_early: bool = False
     elapsed_s: float = 0.0
+    finetuned: bool = False  # finetune recipe: its second stage has run to the end
 
     def is_best(self, row: dict) -> bool:
         """True (and remembered) when an epoch beats the best valid accuracy so far (ties: lower loss)."""
@@ -153,12 +165,14 @@ class FeatureBatches:
         picks = self.views.picks(n, self.seed, epoch)
         for start in range(0, n, self.batch_size):
             idx = order[start:start + self.batch_size]
-            yield self.train.features[picks[idx], idx].to(self.device), self.train.labels[idx].to(self.device)
+            yield (self.train.features[picks[idx], idx].to(self.device, torch.float32),
+                   self.train.labels[idx].to(self.device))
 
     def valid_batches(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         for start in range(0, len(self.valid.labels), self.batch_size):
             stop = start + self.batch_size
-            yield self.valid.features[0, start:stop].to(self.device), self.valid.labels[start:stop].to(self.device)
+            yield (self.valid.features[0, start:stop].to(self.device, torch.float32),
+                   self.valid.labels[start:stop].to(self.device))
 
 
 def feature_batches(model: TransferNet, backbone_id: str, split: Split, views: ViewSet, valid_transform,
@@ -306,7 +320,20 @@ class RunFolder:
                 "epochs_run": state.epoch, "best_epoch": state.best_epoch,
                 "best_valid_accuracy": state.best_accuracy, "best_valid_loss": state.best_loss,
                 "stopped_early": state.stopped_early, "elapsed_s": round(state.elapsed_s, 2),
-                "skipped": skipped.paths() if skipped else [], "history": state.history, "config": asdict(cfg)}
+                "skipped": skipped.paths() if skipped else [], "history": state.history, "config": asdict(cfg),
+                **(self.stages(state) if cfg.recipe == "finetune" else {})}
+
+    @staticmethod
+    def stages(state: RunState) -> dict:
+        """The finetune recipe's two stages in metrics.json, and which one best.pt comes from."""
+        stages = {}
+        for name in ("head", "finetune"):
+            rows = [row for row in state.history if row.get("stage") == name]
+            stages[name] = {"epochs": len(rows), "seconds": round(sum(row.get("seconds", 0.0) for row in rows), 2),
+                            "best_valid_accuracy": max((row["valid_accuracy"] for row in rows), default=None),
+                            "best_valid_loss": min((row["valid_loss"] for row in rows), default=None)}
+        kept = next((row.get("stage") for row in state.history if row["epoch"] == state.best_epoch), None)
+        return {"stages": stages, "kept": kept}
 
     def close(self) -> None:
         self.writer.close()
@@ -326,8 +353,8 @@ def finish_bar(bar: tqdm, epochs_run: int) -> None:
 
 
 def make_optimizer(model: TransferNet, cfg: TrainConfig) -> torch.optim.Optimizer:
-    """Adam on the head (features recipe, backbone frozen), or on everything with the backbone at lr/10."""
-    if cfg.recipe == "features":
+    """Adam on the head (backbone frozen), or for ``whole`` on everything with the backbone at lr/10."""
+    if cfg.recipe != "whole":
         model.freeze_backbone()
         return torch.optim.Adam(model.head.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     groups = [{"params": model.backbone.parameters(), "lr": cfg.lr * BACKBONE_LR_FACTOR},
@@ -340,7 +367,7 @@ def make_batches(cfg: TrainConfig, model: TransferNet, split: Split, device: tor
     """The recipe's batch source and the part of the model it trains."""
     prep = get_arch(cfg.arch).prep
     views = training_views(train_transform(prep, cfg.flip_p), seed=cfg.seed)
-    if cfg.recipe == "finetune":
+    if cfg.recipe == "whole":
         return ImageBatches(split, views, eval_transform(prep), cfg.batch_size, cfg.seed, device, skipped,
                             min_size=prep.image_size, num_workers=cfg.num_workers), model
     batches = feature_batches(model, backbone_id(cfg.arch, cfg.weights, cfg.seed), split, views,
@@ -393,7 +420,9 @@ def train(cfg: TrainConfig, resume: bool = False) -> dict:
         set_seed(cfg.seed)
     loss_fn = nn.CrossEntropyLoss()
     run = RunFolder(out, cfg, split, model)
-    last_epoch = state.epoch if state.stopped_early else cfg.epochs
+    if cfg.recipe == "finetune":
+        run.meta["recipe"] = "features"  # the head stage's checkpoints hold a frozen backbone
+    last_epoch = state.epoch if state.stopped_early or state.finetuned else cfg.epochs
     bar = epoch_bar(state.epoch, last_epoch, cfg.progress)
     try:
         for epoch in range(state.epoch, last_epoch):
@@ -405,6 +434,8 @@ def train(cfg: TrainConfig, resume: bool = False) -> dict:
             row = {"epoch": epoch + 1, "train_loss": train_loss, "valid_loss": valid_loss,
                    "valid_accuracy": valid_acc, "lr": optimizer.param_groups[-1]["lr"],
                    "seconds": time.perf_counter() - epoch_start}
+            if cfg.recipe == "finetune":
+                row["stage"] = "head"
             state.history.append(row)
             run.log(row)
             bar.update()
@@ -418,8 +449,67 @@ def train(cfg: TrainConfig, resume: bool = False) -> dict:
             run.save_last(model, optimizer, scheduler, stopper, state, skipped)
             if state.stopped_early:
                 break
-    finally:
         finish_bar(bar, state.epoch)
+        if cfg.recipe == "finetune" and not state.finetuned:
+            finetune_stage(cfg, model, split, device, skipped, run, state)
+            state.elapsed_s = elapsed_before + time.perf_counter() - started
+            run.save_last(model, optimizer, scheduler, stopper, state, skipped)
+    finally:
+        bar.close()
         run.close()
         lock.release()
     return run.metrics(state, skipped)
+
+
+def _rank(row: dict) -> tuple[float, float]:
+    """Best-epoch order: higher valid accuracy, then lower valid loss."""
+    return row["valid_accuracy"], -row["valid_loss"]
+
+
+def finetune_stage(cfg: TrainConfig, model: TransferNet, split: Split, device: torch.device, skipped: SkippedFiles,
+                   run: RunFolder, state: RunState) -> None:
+    """The finetune recipe's second stage, from the head stage's best model (kept as ``head.pt``; a run resumed
+    inside this stage starts it again): the last stage and the head on cached stage inputs, BatchNorm in eval
+    mode. A fine-tuned epoch replaces best.pt only if :func:`finetune.keeps` it."""
+    head_rows = [row for row in state.history if row.get("stage") == "head"]
+    frozen = max(head_rows, key=_rank)  # the first of equals, as RunState.is_best picks it
+    head_pt, best_pt = run.out / "head.pt", run.out / "best.pt"
+    if head_pt.exists():  # resumed: best.pt may hold a fine-tuned epoch of the interrupted stage
+        atomic_write_bytes(best_pt, head_pt.read_bytes())
+    else:
+        atomic_write_bytes(head_pt, best_pt.read_bytes())
+    state.history, state.epoch = head_rows, len(head_rows)
+    state.best_accuracy, state.best_loss, state.best_epoch = frozen["valid_accuracy"], frozen["valid_loss"], frozen["epoch"]
+    model.load_state_dict(load_checkpoint(head_pt)["state_dict"])
+    prep = get_arch(cfg.arch).prep
+    views = training_views(train_transform(prep, cfg.flip_p), seed=cfg.seed)
+    batches = stage_inputs(model, cfg.arch, backbone_id(cfg.arch, cfg.weights, cfg.seed), split, views,
+                           eval_transform(prep), cfg.batch_size, cfg.seed, device, skipped, cache=cfg.feature_cache,
+                           min_size=prep.image_size, num_workers=cfg.num_workers, progress=cfg.progress)
+    _, stage = split_backbone(cfg.arch, model.backbone)
+    stage.requires_grad_(True)
+    net = StageNet(stage, model.head)
+    optimizer = torch.optim.Adam([{"params": stage.parameters(), "lr": cfg.lr * STAGE_LR_FACTOR},
+                                  {"params": model.head.parameters(), "lr": cfg.lr * HEAD_LR_FACTOR}],
+                                 weight_decay=cfg.weight_decay)
+    stopper, loss_fn, kept = EarlyStopping(FINETUNE_PATIENCE), nn.CrossEntropyLoss(), None
+    run.meta["recipe"] = "finetune"
+    set_seed(cfg.seed)
+    for epoch in tqdm(range(cfg.finetune_epochs), desc="fine-tuning", unit="epoch", disable=not cfg.progress):
+        epoch_start = time.perf_counter()
+        train_loss = train_epoch(net, batches.train_batches(epoch), loss_fn, optimizer)
+        valid_loss, valid_acc = validate(net, batches.valid_batches(), loss_fn)
+        check_finite(train_loss + valid_loss, f"the loss at fine-tuning epoch {epoch + 1}")
+        row = {"epoch": state.epoch + 1, "stage": "finetune", "train_loss": train_loss, "valid_loss": valid_loss,
+               "valid_accuracy": valid_acc, "lr": optimizer.param_groups[0]["lr"],
+               "seconds": time.perf_counter() - epoch_start}
+        state.history.append(row)
+        state.epoch += 1
+        run.log(row)
+        if keeps(row, frozen, len(batches.valid.labels)) and (kept is None or _rank(row) > _rank(kept)):
+            kept = row
+            state.best_accuracy, state.best_loss, state.best_epoch = valid_acc, valid_loss, row["epoch"]
+            run.save_best(model, row)
+        if stopper.step(valid_loss):
+            break
+    state.finetuned = True

@@ -62,7 +62,7 @@ def test_loader_warns_once_per_bad_file_over_two_epochs(tmp_path: Path, workers:
     assert skipped.paths() == sorted(bad)
 
 
-@pytest.mark.parametrize("recipe", ["features", "finetune"])
+@pytest.mark.parametrize("recipe", ["features", "whole"])
 def test_training_on_a_folder_with_bad_files_completes(tmp_path: Path, small_arch: str, recipe: str) -> None:
     root, bad = _messy_dataset(tmp_path / "data")
     out = tmp_path / "run"
@@ -88,7 +88,7 @@ arch = backbones.ARCHS["efficientnet_lite0"]   # 64 px instead of 224: the same 
 backbones.ARCHS["efficientnet_lite0"] = dataclasses.replace(arch, prep=Preprocessing(64, arch.prep.mean, arch.prep.std))
 data, runs = sys.argv[1], sys.argv[2]
 results = {}
-for recipe in ("features", "finetune"):
+for recipe in ("features", "whole"):
     try:
         metrics = train(TrainConfig(data=data, out=f"{runs}/{recipe}", arch="efficientnet_lite0", recipe=recipe,
                                     epochs=1, batch_size=8, weights=None, num_workers=0, progress=False))
@@ -122,9 +122,9 @@ def unprivileged_training(tmp_path_factory: pytest.TempPathFactory) -> tuple[dic
         _force_rmtree(public)
 
 
-def test_finetune_skips_an_unreadable_file(unprivileged_training: tuple[dict, str]) -> None:
+def test_whole_network_training_skips_an_unreadable_file(unprivileged_training: tuple[dict, str]) -> None:
     results, locked = unprivileged_training
-    assert results["finetune"] == {"skipped": [locked]}, results["finetune"]
+    assert results["whole"] == {"skipped": [locked]}, results["whole"]
 
 
 def test_features_recipe_skips_an_unreadable_file(unprivileged_training: tuple[dict, str]) -> None:
@@ -140,7 +140,7 @@ def test_killed_training_run_resumes_where_it_stopped(tmp_path: Path) -> None:
     out = tmp_path / "run"
     args = ["--arch", "efficientnet_lite0", "--weights", "none", "--batch-size", "8", "--device", "cpu", "--quiet"]
     process = subprocess.Popen([*catdog_command(), "train", "--data", str(data), "--out", str(out), "--recipe",
-                                "finetune", "--epochs", "2", *args], env=subprocess_env(), stderr=subprocess.PIPE)
+                                "whole", "--epochs", "2", *args], env=subprocess_env(), stderr=subprocess.PIPE)
     try:
         deadline = time.monotonic() + 120
         while not (out / "last.pt").exists():
@@ -165,7 +165,7 @@ def test_killed_training_run_resumes_where_it_stopped(tmp_path: Path) -> None:
     assert metrics["epochs_run"] == 2
     assert [row["epoch"] for row in metrics["history"]] == [1, 2]          # no gap, no repeat
     assert metrics["history"][:done] == at_kill["run_state"]["history"]     # earlier epochs kept, not redone
-    assert metrics["recipe"] == "finetune" and metrics["config"]["epochs"] == 2
+    assert metrics["recipe"] == "whole" and metrics["config"]["epochs"] == 2
     assert load_checkpoint(out / "last.pt")["run_state"]["epoch"] == 2
 
 

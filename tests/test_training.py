@@ -198,7 +198,7 @@ def test_resume_does_not_need_the_pretrained_weights_again(tmp_path):
     root = make_dataset(tmp_path / "data", {"cats": 6, "dogs": 6})
     weights = tmp_path / "lite0.pth"
     _write_lite0_weights(weights, seed=0)
-    cfg = _tiny_config(root, tmp_path / "run", epochs=3, weights=str(weights), recipe="finetune")
+    cfg = _tiny_config(root, tmp_path / "run", epochs=3, weights=str(weights), recipe="whole")
     train(cfg)
     last = load_checkpoint(tmp_path / "run" / "last.pt")
     last["run_state"]["epoch"], last["run_state"]["history"] = 1, last["run_state"]["history"][:1]
@@ -220,8 +220,8 @@ def test_an_unwritable_feature_cache_only_warns(tmp_path, monkeypatch):
 
 def test_library_default_learning_rate_depends_on_the_recipe(tmp_path):
     root = make_dataset(tmp_path / "data", {"cats": 6, "dogs": 6})
-    for recipe, lr in (("features", 1e-3), ("finetune", 1e-4)):
-        metrics = train(_tiny_config(root, tmp_path / recipe, epochs=1, recipe=recipe))
+    for recipe, lr in (("features", 1e-3), ("finetune", 1e-3), ("whole", 1e-4)):
+        metrics = train(_tiny_config(root, tmp_path / recipe, epochs=1, finetune_epochs=1, recipe=recipe))
         assert metrics["config"]["lr"] == lr and metrics["history"][0]["lr"] == lr
 
 
