@@ -35,7 +35,7 @@ class StageNet(nn.Module):
     def forward(self, stage_inputs: torch.Tensor) -> torch.Tensor:
         return self.head(self.stage(stage_inputs))
 
-    def train(self, mode: bool = True) -> StageNet:
+    def train(self, mode: bool = True) -> nn.Module:
         super().train(mode)
         if not self.batchnorm_train:
             for module in self.stage.modules():

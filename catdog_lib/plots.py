@@ -124,6 +124,22 @@ def plot_history(history: Sequence[Mapping[str, float]]) -> Figure:
     return fig
 
 
+def plot_learning_curve(sizes: Sequence[int], accuracies: Mapping[str, Sequence[Sequence[float]]]) -> Figure:
+    """Valid accuracy against training photos per class, one line per method: the mean over seeds, with a band
+    of ± one standard deviation (``accuracies[method][i]``: one accuracy per seed at ``sizes[i]``)."""
+    fig = Figure(figsize=(6.5, 3.8), layout="constrained")
+    ax = fig.subplots()
+    for method, per_size in accuracies.items():
+        values = np.asarray(per_size, dtype=float)
+        mean, sd = values.mean(axis=1), values.std(axis=1, ddof=1) if values.shape[1] > 1 else 0 * values[:, 0]
+        ax.plot(sizes, mean, "o-", label=f"{method} (mean of {values.shape[1]} seeds)")
+        ax.fill_between(sizes, mean - sd, mean + sd, alpha=0.25)
+    ax.set(xscale="log", xlabel="training photos per class", ylabel="valid accuracy", title="learning curve (± 1 sd)")
+    ax.set_xticks(list(sizes), [str(n) for n in sizes])
+    ax.legend()
+    return fig
+
+
 def plot_confusion(confusion: Sequence[Sequence[int]], classes: Sequence[str]) -> Figure:
     """Confusion matrix: rows are the true class, columns the predicted one, counts in the cells."""
     matrix = np.asarray(confusion)
