@@ -78,6 +78,7 @@ GOALS = {  # name: (description, test)
     "ratio": (">= 25x", lambda value: value >= 25),
     "memory_bytes": ("<= 1.5 GB", lambda value: value <= 1.5 * GB),
     "course_s": ("<= 60 s", lambda value: value <= 60),
+    "finetune_ratio": ("<= 4x the default's cold run", lambda value: value <= 4),
 }
 INTRO = """# Benchmarks
 
@@ -133,18 +134,42 @@ def cpu_model(cpuinfo: Path = Path("/proc/cpuinfo")) -> str:
     return platform.processor() or platform.machine() or "unknown CPU"
 
 
+# The instruction sets that decide the backbone's speed on a CPU (docs/BENCHMARKS.md quotes figures per class)
+ISA_FLAGS = {"avx2": "AVX2", "avx512f": "AVX-512", "avx512_vnni": "VNNI", "avx_vnni": "AVX-VNNI",
+             "avx512_bf16": "BF16", "amx_tile": "AMX"}
+
+
+def instruction_sets(cpuinfo: Path = Path("/proc/cpuinfo")) -> list[str]:
+    """The ISA_FLAGS the first CPU in /proc/cpuinfo has (empty where it cannot be read, e.g. not Linux)."""
+    with contextlib.suppress(OSError):
+        for line in cpuinfo.read_text().splitlines():
+            if line.lower().startswith(("flags", "features")):
+                flags = set(line.split(":", 1)[1].split())
+                return [name for flag, name in ISA_FLAGS.items() if flag in flags]
+    return []
+
+
+def cpu_class(isa: Sequence[str]) -> str:
+    """The class figures are quoted for: the best of AMX, AVX-512 with BF16, AVX-512, AVX2, other."""
+    for needed, label in (("AMX", "AMX"), ("BF16", "AVX512-BF16"), ("AVX-512", "AVX-512"), ("AVX2", "AVX2")):
+        if needed in isa:
+            return label
+    return "no AVX2"
+
+
 def machine_info() -> dict[str, Any]:
     """CPU, core and thread counts, torch version and the device the recipes run on."""
     device = pick_device()
     name = torch.cuda.get_device_name(device) if device.type == "cuda" else device.type
+    isa = instruction_sets()
     return {"cpu": cpu_model(), "cores": os.cpu_count(), "torch_threads": torch.get_num_threads(),
-            "torch": str(torch.__version__), "device": name,
+            "torch": str(torch.__version__), "device": name, "isa": isa, "cpu_class": cpu_class(isa),
             "engine": engine_identity(device)}
 
 
 def machine_label(machine: dict[str, Any]) -> str:
     """The heading a machine's section has in BENCHMARKS.md."""
-    return f"{machine['cpu']} · {machine['cores']} cores · {machine['device']}"
+    return f"{machine['cpu']} ({machine.get('cpu_class', '?')}) · {machine['cores']} cores · {machine['device']}"
 
 
 def process_rss_bytes() -> int:
@@ -260,10 +285,24 @@ def results_rows(results: dict[str, Any]) -> list[list[str]]:
         row("Ours: time to 97.5% valid (cold cache)",
             "not reached" if ttt["ours_s"] is None else f"{ttt['ours_s']:.1f} s"),
         row("Time to 97.5% valid: tutorial / ours", "n/a" if ratio is None else f"{ratio:.1f}x", "ratio", ratio),
+        *finetune_rows(results.get("finetune"), rec),
         row("Peak memory: tutorial", format_memory(tut["memory"])),
         row("Peak memory: ours (default recipe + evaluation)", format_memory(rec["memory"]),
             "memory_bytes", rec["memory"]["bytes"]),
     ]
+
+
+def finetune_rows(fine: dict[str, Any] | None, rec: dict[str, Any]) -> list[list[str]]:
+    """Rows for the finetune recipe beside the default one (none when it was not run)."""
+    if not fine:
+        return []
+    ratio = fine["cold_s"] / rec["cold_s"]
+    (head_acc, head_loss), (acc, loss) = fine["head_valid"], fine["valid"]
+    return [[f"Ours: finetune recipe, full run, cold cache ({fine['stages']['finetune']['epochs']} fine-tuning epochs)",
+             f"{fine['cold_s']:.1f} s = {ratio:.1f}x the default's", *goal_mark("finetune_ratio", ratio)],
+            ["Ours: finetune recipe, valid accuracy / loss",
+             f"head stage {head_acc:.2%} / {head_loss:.4f} -> kept ({fine['kept']}) {acc:.2%} / {loss:.4f}", "", ""],
+            [f"Ours: finetune recipe, test accuracy ({fine['test_n']} photos)", f"{fine['test_accuracy']:.2%}", "", ""]]
 
 
 def course_rows(courses: list[dict[str, Any]]) -> list[list[str]]:
@@ -281,7 +320,9 @@ def course_rows(courses: list[dict[str, Any]]) -> list[list[str]]:
 
 def machine_rows(machine: dict[str, Any]) -> list[list[str]]:
     """The machine table's rows."""
-    return [["CPU", machine["cpu"]], ["Cores (os.cpu_count)", str(machine["cores"])],
+    return [["CPU", machine["cpu"]],
+            ["Instruction sets", f"{machine.get('cpu_class', '?')}: {', '.join(machine.get('isa', [])) or 'none known'}"],
+            ["Cores (os.cpu_count)", str(machine["cores"])],
             ["Torch threads", str(machine["torch_threads"])], ["torch", machine["torch"]],
             ["Device", f"{machine['device']} (frozen backbone on {machine['engine']})"]]
 
@@ -461,6 +502,22 @@ def recipe_part(root: Path) -> dict[str, Any]:
             "best_epoch": cold["best_epoch"], "valid_accuracy": cold["best_valid_accuracy"],
             "warm_valid_accuracy": warm["best_valid_accuracy"], "history": cold["history"],
             "test_accuracy": test.accuracy, "test_n": test.n, "test_s": test_s}
+
+
+def finetune_part(root: Path) -> dict[str, Any]:
+    """``catdog train --recipe finetune`` from a cold cache: both stages, what was kept, and the test accuracy."""
+    with tempfile.TemporaryDirectory(prefix="catdog-bench-") as tmp:
+        os.environ[CACHE_ENV] = str(Path(tmp) / "cache")
+        started = time.perf_counter()
+        metrics = train(TrainConfig(data=str(root), out=str(Path(tmp) / "run"), recipe="finetune", progress=False))
+        cold_s = time.perf_counter() - started
+        test = evaluate_folder(load_model(Path(tmp) / "run" / "best.pt"), root, progress=False)
+    head = min((row for row in metrics["history"] if row["stage"] == "head"),
+               key=lambda row: (-row["valid_accuracy"], row["valid_loss"]))
+    return {"cold_s": cold_s, "stages": metrics["stages"], "kept": metrics["kept"],
+            "head_valid": [head["valid_accuracy"], head["valid_loss"]],
+            "valid": [metrics["best_valid_accuracy"], metrics["best_valid_loss"]],
+            "test_accuracy": test.accuracy, "test_n": test.n}
 
 
 def course_notebooks(summary: str) -> dict[str, float]:
@@ -659,6 +716,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     log("3/3 default recipe in full: cold cache, warm cache, test evaluation")
     results["recipe"] = rec = in_child(recipe_part, root)
     tutorial_s = tutorial_time_to_target(tut["seconds_per_photo"], tut["photos_per_epoch"])
+    log("finetune recipe: cold cache, then the test photos")
+    results["finetune"] = in_child(finetune_part, root)
     ours_s = ours_time_to_target(rec["cold_s"], rec["history"])
     results["time_to_target"] = {"target": TARGET_ACCURACY, "tutorial_s": tutorial_s, "ours_s": ours_s,
                                  "ratio": tutorial_s / ours_s if ours_s else None}

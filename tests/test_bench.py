@@ -63,9 +63,20 @@ def test_cpu_model_reads_cpuinfo(bench, tmp_path):
     assert bench.cpu_model(tmp_path / "missing")  # falls back to something printable
 
 
+def test_instruction_sets_and_cpu_class_from_cpuinfo(bench, tmp_path):
+    cpuinfo = tmp_path / "cpuinfo"
+    cpuinfo.write_text("model name\t: AVX2 laptop\nflags\t\t: fpu sse4_2 avx avx2 fma\n")
+    assert bench.instruction_sets(cpuinfo) == ["AVX2"] and bench.cpu_class(["AVX2"]) == "AVX2"
+    cpuinfo.write_text("flags\t: avx2 avx512f avx512_vnni avx512_bf16\nflags\t: other cpu\n")
+    assert bench.instruction_sets(cpuinfo) == ["AVX2", "AVX-512", "VNNI", "BF16"]
+    assert bench.cpu_class(bench.instruction_sets(cpuinfo)) == "AVX512-BF16"
+    assert bench.cpu_class(["AVX2", "AVX-512", "AMX"]) == "AMX" and bench.cpu_class([]) == "no AVX2"
+    assert bench.instruction_sets(tmp_path / "missing") == []
+
+
 def test_machine_info_has_the_table_fields(bench):
     info = bench.machine_info()
-    assert set(info) == {"cpu", "cores", "torch_threads", "torch", "device", "engine"}
+    assert set(info) == {"cpu", "cores", "torch_threads", "torch", "device", "isa", "cpu_class", "engine"}
     assert info["cores"] >= 1 and info["torch_threads"] >= 1
     assert bench.machine_label(info).startswith(info["cpu"])
 
@@ -122,6 +133,13 @@ def test_report_shows_every_row_and_goal(bench):
     met = [line.rstrip(" |").rsplit("|", 1)[1].strip() for line in text.splitlines() if line.startswith("| Ours")]
     assert "no" in met and "yes" in met  # warm 20 s misses its goal, cold 25 s meets it
     assert "Where the time goes" not in text
+    assert "finetune recipe" not in text  # not run, no rows
+    results = fake_results()
+    results["finetune"] = {"cold_s": 110.0, "stages": {"finetune": {"epochs": 5}}, "kept": "finetune",
+                           "head_valid": [0.995, 0.0193], "valid": [0.9975, 0.011], "test_accuracy": 0.992, "test_n": 1000}
+    rows = [line for line in bench.report(results).splitlines() if "finetune recipe" in line]
+    assert "110.0 s = 4.4x the default's" in rows[0] and rows[0].rstrip(" |").endswith("no")  # 4.4x > 4x
+    assert "head stage 99.50% / 0.0193 -> kept (finetune) 99.75% / 0.0110" in rows[1] and "99.20%" in rows[2]
     profiled = bench.report(fake_results(quick=True, profile=True))
     assert "quick mode" in profiled and "| JPEG decode + resize | JPEG draft mode | 120.0" in profiled
     assert "| backbone forward     | openvino fp32   | 150.0    | yes            | 1.000000" in profiled

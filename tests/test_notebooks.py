@@ -15,7 +15,7 @@ import pytest
 from IPython.core.inputtransformer2 import TransformerManager
 
 from catdog_lib import notebook as course_notebook
-from catdog_lib import training
+from catdog_lib import finetune, training
 from catdog_lib.runner import NOTEBOOK_DIR, NOTEBOOKS
 
 
@@ -128,7 +128,8 @@ def test_no_notebook_picks_its_own_backbone_but_04():
         assert ("ARCH =" in params.source) == (name == "04_transfer_learning.ipynb"), name
 
 
-@pytest.mark.parametrize("definition", [training.EarlyStopping, training.train_epoch, training.validate])
+@pytest.mark.parametrize("definition", [training.EarlyStopping, training.train_epoch, training.validate,
+                                        finetune.StageNet])
 def test_the_training_code_04_teaches_is_the_code_catdog_train_runs(definition):
     """d2l's rule: the code is shown where it is taught, and the library reuses that very code."""
     sources = [cell.source for cell in code_cells(read("04_transfer_learning.ipynb"))]
@@ -144,7 +145,7 @@ def test_04_shows_the_lesson_as_code():
                   "scheduler.step(valid_loss)", "stopper.step(valid_loss)", "run.save_best(model, row)",
                   "run.writer.add_scalar(", "ImageFolder(", "Subset(", "transforms.train_transform(PREP, FLIP_P)"):
         assert piece in source, piece
-    for pitfall in range(1, 5):  # each of the tutorial's mistakes taught in a box
+    for pitfall in range(1, 6):  # each of the tutorial's mistakes, and fine-tuning's, taught in a box
         assert f"**Pitfall {pitfall} " in "\n".join(c.source for c in read("04_transfer_learning.ipynb").cells)
 
 
