@@ -506,7 +506,7 @@ def finetune_stage(cfg: TrainConfig, model: TransferNet, split: Split, device: t
         state.history.append(row)
         state.epoch += 1
         run.log(row)
-        if keeps(row, frozen, len(batches.valid.labels)) and (kept is None or _rank(row) > _rank(kept)):
+        if keeps(row, frozen) and (kept is None or _rank(row) > _rank(kept)):
             kept = row
             state.best_accuracy, state.best_loss, state.best_epoch = valid_acc, valid_loss, row["epoch"]
             run.save_best(model, row)
