@@ -14,8 +14,8 @@ import nbformat
 import pytest
 from IPython.core.inputtransformer2 import TransformerManager
 
+from catdog_lib import compare, training
 from catdog_lib import notebook as course_notebook
-from catdog_lib import training
 from catdog_lib.runner import NOTEBOOK_DIR, NOTEBOOKS
 
 
@@ -133,6 +133,13 @@ def test_the_training_code_04_teaches_is_the_code_catdog_train_runs(definition):
     """d2l's rule: the code is shown where it is taught, and the library reuses that very code."""
     sources = [cell.source for cell in code_cells(read("04_transfer_learning.ipynb"))]
     assert inspect.getsource(definition).strip() in sources
+
+
+def test_the_comparison_03_teaches_is_the_code_the_library_runs():
+    """03 shows the paired comparison where it is first used; 05 reuses the library's copy."""
+    sources = [cell.source for cell in code_cells(read("03_augmentation.ipynb"))]
+    assert any(inspect.getsource(compare.paired).strip() in source for source in sources)
+    assert "compare.paired(" in "\n".join(cell.source for cell in code_cells(read("05_evaluate.ipynb")))
 
 
 def test_04_shows_the_lesson_as_code():
