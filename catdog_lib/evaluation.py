@@ -146,6 +146,7 @@ class _Views(nn.Module):
 
     def __init__(self, loaded: LoadedModel, views: tuple[str, ...]):
         super().__init__()
+        self.model = loaded.model  # a submodule, so the loop's eval() reaches it
         self.loaded, self.views = loaded, views
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
@@ -156,6 +157,10 @@ class _Views(nn.Module):
 def _batches(inputs: torch.Tensor, labels: torch.Tensor, batch_size: int, device: torch.device):
     for start in range(0, len(labels), batch_size):
         yield inputs[start:start + batch_size].to(device), labels[start:start + batch_size]
+
+
+def _no_logits(n_views: int, n_classes: int) -> tuple[torch.Tensor, torch.Tensor, list[str]]:
+    return torch.empty(n_views, 0, n_classes), torch.empty(0, dtype=torch.long), []
 
 
 def _logits(loaded: LoadedModel, samples: list[Sample], skipped: SkippedFiles, use_cache: bool,
@@ -175,6 +180,8 @@ def _logits(loaded: LoadedModel, samples: list[Sample], skipped: SkippedFiles, u
                     for view_set in view_sets]
         if any(feats.paths != per_view[0].paths for feats in per_view):
             raise CatdogError("the test photos changed while they were read; run the evaluation again.")
+        if not per_view[0].paths:
+            return _no_logits(len(views), len(loaded.classes))
         logits = torch.stack([evaluation_loop(model.head, _batches(feats.features[0], feats.labels, batch_size,
                                                                    device))[0] for feats in per_view])
         return logits, per_view[0].labels, [str(p) for p in per_view[0].paths]
@@ -183,7 +190,7 @@ def _logits(loaded: LoadedModel, samples: list[Sample], skipped: SkippedFiles, u
     batches = iterate_good(loader, skipped)  # each photo decoded once for every view
     first = next(batches, None)
     if first is None:
-        return torch.empty(len(views), 0, len(loaded.classes)), torch.empty(0, dtype=torch.long), []
+        return _no_logits(len(views), len(loaded.classes))
     logits, kept = evaluation_loop(_Views(loaded, views), itertools.chain([first], batches))
     labels = torch.tensor([samples[i][1] for i in kept.tolist()], dtype=torch.long)
     return logits.transpose(0, 1), labels, [str(samples[i][0]) for i in kept.tolist()]

@@ -30,3 +30,18 @@ def test_the_evaluation_loop_runs_in_eval_mode_without_gradients():
     with torch.no_grad():
         assert torch.allclose(logits, net(inputs))  # dropout off: the same answer as one whole batch
     assert torch.equal(evaluation_loop(net, batches)[0], logits)
+
+
+@pytest.mark.parametrize("recipe", ["features", "finetune"])
+def test_nothing_readable_to_evaluate_is_one_clear_error(recipe, tmp_path, one_thread, monkeypatch):
+    """Cached features or whole photos: no readable photo gives the library's one-line error, not a crash."""
+    from catdog_lib.errors import CatdogError
+    from catdog_lib.evaluation import evaluate, load_model
+    from conftest import make_checkpoint
+
+    monkeypatch.setenv("CATDOG_CACHE_DIR", str(tmp_path / "cache"))
+    loaded = load_model(make_checkpoint(tmp_path / "best.pt", ["cats", "dogs"], recipe=recipe), "cpu")
+    broken = tmp_path / "broken.jpg"
+    broken.write_bytes(b"not a photo")
+    with pytest.raises(CatdogError, match="no readable images"):
+        evaluate(loaded, [(broken, 0)], progress=False)
