@@ -1,10 +1,14 @@
 """Notebook 05's upload control: a photo of the student's own, from Colab's file chooser or a Jupyter widget.
 
-Uploaded and downloaded photos go into a temporary folder that is removed when the kernel exits.
+Uploaded and downloaded photos go into a temporary folder that is removed when the kernel exits. A
+kernel killed outright (a test runner's shutdown, a crash) runs no exit handler, so each new folder's
+name holds its process id, and the next uploads folder removes those whose process no longer runs.
 """
 
 from __future__ import annotations
 
+import os
+import shutil
 import sys
 import tempfile
 from collections.abc import Callable
@@ -16,9 +20,33 @@ from .own_photo import save_upload
 _FOLDERS: list[tempfile.TemporaryDirectory] = []  # kept alive until Python exits, which removes them
 
 
+def _running(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)  # signal 0: only asks whether the process exists
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's process
+        return True
+    return True
+
+
+def remove_orphans(prefix: str = "catdog-05-") -> list[Path]:
+    """Remove this user's uploads folders whose process no longer runs; returns them. POSIX only."""
+    if not hasattr(os, "getuid"):  # on Windows os.kill would end the process, not ask about it
+        return []
+    removed = []
+    for folder in Path(tempfile.gettempdir()).glob(f"{prefix}*-*"):
+        pid = folder.name.removeprefix(prefix).split("-")[0]
+        if pid.isdigit() and folder.stat().st_uid == os.getuid() and not _running(int(pid)):
+            shutil.rmtree(folder, ignore_errors=True)
+            removed.append(folder)
+    return removed
+
+
 def uploads_folder(prefix: str = "catdog-05-") -> Path:
     """A new temporary folder for photos, removed (with what is in it) when Python exits."""
-    folder = tempfile.TemporaryDirectory(prefix=prefix)  # its finalizer runs at exit
+    remove_orphans(prefix)
+    folder = tempfile.TemporaryDirectory(prefix=f"{prefix}{os.getpid()}-")  # its finalizer runs at exit
     _FOLDERS.append(folder)
     return Path(folder.name)
 
