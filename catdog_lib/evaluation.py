@@ -8,6 +8,7 @@ each view cached apart: after a plain evaluation, TTA costs one more pass per ph
 
 from __future__ import annotations
 
+import itertools
 import math
 import sys
 from collections.abc import Sequence
@@ -18,7 +19,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
-from sklearn.metrics import confusion_matrix, precision_recall_fscore_support
+from torch import nn
 from torchvision import transforms as T
 from tqdm.auto import tqdm
 
@@ -116,6 +117,52 @@ class Evaluation:
                 "confusion": self.confusion, "classes": self.classes, "skipped": self.skipped, "tta": self.tta}
 
 
+@torch.no_grad()
+def evaluation_loop(model: nn.Module, batches) -> tuple[torch.Tensor, torch.Tensor]:
+    """The tutorial's `evaluation`: eval mode (dropout off, batch norm on its running statistics), no gradients,
+    every test batch through the model; all logits (float32, on the CPU) and labels."""
+    model.eval()
+    outputs, labels = [], []
+    for inputs, targets in batches:
+        outputs.append(model(inputs).float().cpu())
+        labels.append(targets.cpu())
+    return torch.cat(outputs), torch.cat(labels)
+
+
+def confusion_precision_recall(labels: torch.Tensor, predictions: torch.Tensor,
+                               n_classes: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """The confusion matrix (row: true class, column: predicted class) and each class's precision and recall."""
+    confusion = torch.zeros(n_classes, n_classes, dtype=torch.long)
+    for true, predicted in zip(labels.tolist(), predictions.tolist()):
+        confusion[true, predicted] += 1
+    right = confusion.diag().float()  # photos of each class predicted as that class
+    precision = right / confusion.sum(dim=0).clamp(min=1)  # of the photos predicted as a class, the share that are
+    recall = right / confusion.sum(dim=1).clamp(min=1)  # of the photos of a class, the share found
+    return confusion, precision, recall
+
+
+class _Views(nn.Module):
+    """A loaded model's logits for each view of a batch, ``[image, view, class]`` (views: plain, mirrored)."""
+
+    def __init__(self, loaded: LoadedModel, views: tuple[str, ...]):
+        super().__init__()
+        self.model = loaded.model  # a submodule, so the loop's eval() reaches it
+        self.loaded, self.views = loaded, views
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        return torch.stack([self.loaded.logits(images.flip(-1) if view == "flip" else images)
+                            for view in self.views], dim=1)
+
+
+def _batches(inputs: torch.Tensor, labels: torch.Tensor, batch_size: int, device: torch.device):
+    for start in range(0, len(labels), batch_size):
+        yield inputs[start:start + batch_size].to(device), labels[start:start + batch_size]
+
+
+def _no_logits(n_views: int, n_classes: int) -> tuple[torch.Tensor, torch.Tensor, list[str]]:
+    return torch.empty(n_views, 0, n_classes), torch.empty(0, dtype=torch.long), []
+
+
 def _logits(loaded: LoadedModel, samples: list[Sample], skipped: SkippedFiles, use_cache: bool,
             progress: bool, batch_size: int, tta: bool = False) -> tuple[torch.Tensor, torch.Tensor, list[str]]:
     """Logits ``[view, image, class]`` for the good images among ``samples`` (views: plain, and mirrored
@@ -133,19 +180,20 @@ def _logits(loaded: LoadedModel, samples: list[Sample], skipped: SkippedFiles, u
                     for view_set in view_sets]
         if any(feats.paths != per_view[0].paths for feats in per_view):
             raise CatdogError("the test photos changed while they were read; run the evaluation again.")
-        with torch.no_grad():
-            logits = torch.stack([model.head(feats.features[0].to(device)).float().cpu() for feats in per_view])
+        if not per_view[0].paths:
+            return _no_logits(len(views), len(loaded.classes))
+        logits = torch.stack([evaluation_loop(model.head, _batches(feats.features[0], feats.labels, batch_size,
+                                                                   device))[0] for feats in per_view])
         return logits, per_view[0].labels, [str(p) for p in per_view[0].paths]
     indexed = [(path, index) for index, (path, _) in enumerate(samples)]  # label slot carries the index
     loader = make_loader(indexed, eval_transform(loaded.prep), batch_size, min_size=loaded.prep.image_size)
-    outputs, kept = [], []
-    for images, indices in iterate_good(loader, skipped):
-        outputs.append(torch.stack([loaded.logits(images.flip(-1) if view == "flip" else images) for view in views]))
-        kept.extend(indices.tolist())
-    if not outputs:
-        return torch.empty(len(views), 0, len(loaded.classes)), torch.empty(0, dtype=torch.long), []
-    labels = torch.tensor([samples[i][1] for i in kept], dtype=torch.long)
-    return torch.cat(outputs, dim=1), labels, [str(samples[i][0]) for i in kept]
+    batches = iterate_good(loader, skipped)  # each photo decoded once for every view
+    first = next(batches, None)
+    if first is None:
+        return _no_logits(len(views), len(loaded.classes))
+    logits, kept = evaluation_loop(_Views(loaded, views), itertools.chain([first], batches))
+    labels = torch.tensor([samples[i][1] for i in kept.tolist()], dtype=torch.long)
+    return logits.transpose(0, 1), labels, [str(samples[i][0]) for i in kept.tolist()]
 
 
 def mean_log_probabilities(logits: torch.Tensor) -> torch.Tensor:
@@ -171,14 +219,12 @@ def evaluate(loaded: LoadedModel, samples: list[Sample], use_cache: bool = True,
     probabilities = log_probabilities.exp()
     predictions = probabilities.argmax(1)
     classes = loaded.classes
-    indices = list(range(len(classes)))
-    precision, recall, _, support = precision_recall_fscore_support(
-        labels, predictions, labels=indices, zero_division=0)
-    per_class = {name: {"precision": float(precision[i]), "recall": float(recall[i]), "n": int(support[i])}
+    confusion, precision, recall = confusion_precision_recall(labels, predictions, len(classes))
+    per_class = {name: {"precision": float(precision[i]), "recall": float(recall[i]), "n": int(confusion[i].sum())}
                  for i, name in enumerate(classes)}
     return Evaluation(
         classes=classes, accuracy=float((predictions == labels).float().mean()), loss=loss, n=len(labels),
-        per_class=per_class, confusion=confusion_matrix(labels, predictions, labels=indices).tolist(),
+        per_class=per_class, confusion=confusion.tolist(),
         skipped=skipped.paths(), paths=paths, labels=labels.tolist(), probabilities=probabilities.tolist(), tta=tta)
 
 

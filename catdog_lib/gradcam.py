@@ -1,10 +1,10 @@
 """Grad-CAM: which parts of a photo made the model say "cat" or "dog".
 
 Grad-CAM weights the feature maps of a late convolutional layer by how much the chosen class's
-score grows with each map (the mean gradient), sums them, and keeps the positive part. It uses the
-`grad-cam` package (``pytorch_grad_cam``). The course's backbones are frozen
-(``requires_grad=False``), so nothing in the network asks for gradients; the input is made to
-require them, which makes the target layer's activations part of the autograd graph.
+score grows with each map (the mean gradient), sums them, and keeps the positive part: :func:`grad_cam`,
+the code notebook 05 shows (the `grad-cam` package only colours the overlay). The course's backbones
+are frozen (``requires_grad=False``), so nothing in the network asks for gradients; the input is made
+to require them, which makes the target layer's activations part of the autograd graph.
 """
 
 from __future__ import annotations
@@ -14,10 +14,9 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from pytorch_grad_cam import GradCAM
 from pytorch_grad_cam.utils.image import show_cam_on_image
-from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
 from torch import nn
+from torch.nn import functional as F
 
 from .backbones import TransferNet, get_arch
 from .evaluation import LoadedModel
@@ -46,24 +45,36 @@ def target_layer(model: TransferNet, arch: str) -> nn.Module:
     return model.backbone.get_submodule(get_arch(arch).last_stage[-1])
 
 
+def grad_cam(model: nn.Module, layer: nn.Module, images: torch.Tensor, classes: list[int]) -> torch.Tensor:
+    """Grad-CAM heatmaps (N x H x W in [0, 1]) of ``classes`` for ``images`` (N x 3 x H x W, normalized)."""
+    kept = {}
+    hook = layer.register_forward_hook(lambda module, inputs, output: kept.update(maps=output))
+    try:
+        with torch.enable_grad():
+            images = images.detach().requires_grad_(True)  # frozen backbone: only the input makes maps need grads
+            scores = model(images)[torch.arange(len(images)), torch.as_tensor(classes)]  # each image's class score
+            (gradients,) = torch.autograd.grad(scores.sum(), kept["maps"])  # d score / d feature maps
+    finally:
+        hook.remove()
+    weights = gradients.mean(dim=(2, 3), keepdim=True)  # one weight per feature map: its mean gradient
+    cam = torch.relu((weights * kept["maps"].detach()).sum(dim=1, keepdim=True))  # where maps raise the score
+    cam = F.interpolate(cam.float(), size=images.shape[-2:], mode="bilinear", align_corners=False)[:, 0]
+    return cam / cam.amax(dim=(1, 2), keepdim=True).clamp(min=1e-7)  # each heatmap scaled to [0, 1]
+
+
 def grad_cam_maps(model: TransferNet, layer: nn.Module, images: torch.Tensor,
                   classes: list[int] | None = None) -> np.ndarray:
     """Heatmaps (N x H x W in [0, 1]) of ``images`` (N x 3 x H x W, normalized) for ``classes``.
 
     ``classes`` defaults to each image's predicted class. Works with frozen parameters and
-    channels_last models: the input requires grad, so the target activations do too.
+    channels_last models (:func:`grad_cam`, the code notebook 05 shows).
     """
     device = next(model.parameters()).device
     images = images.to(device).contiguous(memory_format=torch.channels_last)
-    targets = None if classes is None else [ClassifierOutputTarget(index) for index in classes]
-    cam = GradCAM(model=model, target_layers=[layer])
-    cam.compute_input_gradient = True  # frozen backbone: gradients reach the activations through the input
-    try:
-        with torch.enable_grad():
-            return cam(input_tensor=images, targets=targets)
-    finally:
-        cam.activations_and_grads.release()  # remove the hooks (GradCAM's `with` would hide IndexErrors)
-        model.zero_grad(set_to_none=True)
+    if classes is None:
+        with torch.no_grad():
+            classes = model(images).argmax(1).tolist()
+    return grad_cam(model, layer, images, classes).cpu().numpy()
 
 
 def explain(loaded: LoadedModel, paths: list[str | Path]) -> list[CamResult]:

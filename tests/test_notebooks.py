@@ -14,8 +14,8 @@ import nbformat
 import pytest
 from IPython.core.inputtransformer2 import TransformerManager
 
+from catdog_lib import compare, evaluation, finetune, gradcam, training
 from catdog_lib import notebook as course_notebook
-from catdog_lib import finetune, training
 from catdog_lib.runner import NOTEBOOK_DIR, NOTEBOOKS
 
 
@@ -122,10 +122,12 @@ def test_seeds_and_honours_fast_mode_after_the_parameters(nb):
     assert "course.course_data_root(DATA_DIR)" in derived  # the data root is a parameter
 
 
-def test_no_notebook_picks_its_own_backbone_but_04():
+def test_no_notebook_picks_its_own_backbone_but_04_and_02():
+    """04 trains with its ARCH; 02 shows what a backbone expects (its exercise 4 changes ARCH); the others
+    use 04's model or the default backbone."""
     for name in NOTEBOOKS:
         params = [cell for cell in read(name).cells if "parameters" in cell.metadata.get("tags", [])][0]
-        assert ("ARCH =" in params.source) == (name == "04_transfer_learning.ipynb"), name
+        assert ("ARCH =" in params.source) == (name in ("02_visualize_data.ipynb", "04_transfer_learning.ipynb")), name
 
 
 @pytest.mark.parametrize("definition", [training.EarlyStopping, training.train_epoch, training.validate,
@@ -134,6 +136,27 @@ def test_the_training_code_04_teaches_is_the_code_catdog_train_runs(definition):
     """d2l's rule: the code is shown where it is taught, and the library reuses that very code."""
     sources = [cell.source for cell in code_cells(read("04_transfer_learning.ipynb"))]
     assert inspect.getsource(definition).strip() in sources
+
+
+def test_the_comparison_03_teaches_is_the_code_the_library_runs():
+    """03 shows the paired comparison where it is first used; 05 reuses the library's copy."""
+    sources = [cell.source for cell in code_cells(read("03_augmentation.ipynb"))]
+    assert any(inspect.getsource(compare.paired).strip() in source for source in sources)
+    assert "compare.paired(" in "\n".join(cell.source for cell in code_cells(read("05_evaluate.ipynb")))
+
+
+@pytest.mark.parametrize("definition", [evaluation.evaluation_loop, evaluation.confusion_precision_recall,
+                                        gradcam.grad_cam])
+def test_the_evaluation_code_05_teaches_is_the_code_the_library_runs(definition):
+    sources = [cell.source for cell in code_cells(read("05_evaluate.ipynb"))]
+    assert any(inspect.getsource(definition).strip() in source for source in sources)
+
+
+@pytest.mark.parametrize("name", [name for name in NOTEBOOKS if name != "04_transfer_learning.ipynb"])
+def test_code_cells_a_student_can_read(name):
+    """No code cell over 25 lines (04's are checked where its long cells are split)."""
+    for cell in code_cells(read(name)):
+        assert len(cell.source.splitlines()) <= 25, cell.source[:80]
 
 
 def test_04_shows_the_lesson_as_code():
