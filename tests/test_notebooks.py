@@ -152,9 +152,9 @@ def test_the_evaluation_code_05_teaches_is_the_code_the_library_runs(definition)
     assert any(inspect.getsource(definition).strip() in source for source in sources)
 
 
-@pytest.mark.parametrize("name", [name for name in NOTEBOOKS if name != "04_transfer_learning.ipynb"])
+@pytest.mark.parametrize("name", NOTEBOOKS)
 def test_code_cells_a_student_can_read(name):
-    """No code cell over 25 lines (04's are checked where its long cells are split)."""
+    """No code cell over 25 lines."""
     for cell in code_cells(read(name)):
         assert len(cell.source.splitlines()) <= 25, cell.source[:80]
 
