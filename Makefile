@@ -12,8 +12,8 @@ SHARED_DATA := $(abspath ../shared/data/cat-and-dog)
 export CATDOG_DATA_DIR ?= $(if $(wildcard $(SHARED_DATA)/training_set),$(SHARED_DATA),)
 
 # The package with its extras: Jupyter (notebooks, `catdog course`), Kaggle downloads, tests, browser tests,
-# the OpenVINO engine.
-EXTRAS := jupyter,kaggle,dev,browser,engine
+# the OpenVINO engine, EfficientNet-Lite1's weights.
+EXTRAS := jupyter,kaggle,dev,browser,engine,lite1
 LAB_SETTINGS := $(VENV)/share/jupyter/lab/settings
 
 .PHONY: run test test-browser bench install notebook-outputs student
