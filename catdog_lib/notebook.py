@@ -20,6 +20,13 @@ from .errors import CatdogError
 REPOSITORY = "https://github.com/catdog-course/catdog"
 DISTRIBUTION = "catdog-course"
 RELEASE = f"v{__version__}"  # the git tag that installs and Colab badges pin, so a class's code stays put
+KAGGLE_SECRETS = ("KAGGLE_API_TOKEN", "KAGGLE_USERNAME", "KAGGLE_KEY")
+DRIVE_MOUNT = "/content/drive"
+DRIVE_HOME = f"{DRIVE_MOUNT}/MyDrive/catdog"  # data/ and runs/ go here with setup(drive=True)
+NO_DRIVE = ("Colab gives each notebook a fresh machine: without DRIVE = True (parameters cell) this one fetches "
+            "the course's photos again (~95 MB) and notebooks 05 and 06 first retrain the model (30 s of training "
+            "on 2 CPU cores in docs/BENCHMARKS.md; Colab's CPUs are slower).")
+_said: list[str] = []  # NO_DRIVE is said once per kernel
 BADGE = "[![Open In Colab](https://colab.research.google.com/assets/colab-badge.svg)]"
 # The first code cell of every notebook; it installs only on Colab, and a failed install stops "Run all".
 INSTALL_CELL = """\
@@ -93,6 +100,9 @@ def setup(data_dir: str | os.PathLike | None = None, drive: bool = False) -> Non
     _secrets_to_environment()
     if drive:
         _use_drive()
+    elif not _said:
+        _said.append(NO_DRIVE)
+        print(NO_DRIVE)
     from .course import has_dataset
 
     if not has_dataset(config.data_root(data_dir)):
