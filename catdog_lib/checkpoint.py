@@ -62,7 +62,7 @@ def _atomic_write(path: Path, write: Callable[[BinaryIO], object]) -> None:
     except OSError as error:
         raise CatdogError(f"cannot write {path}: {error.strerror or error}. Choose a writable --out folder.") from None
     try:
-        os.fchmod(handle, 0o666 & ~_umask())
+        os.chmod(tmp_name, 0o666 & ~_umask())  # not fchmod: Windows has none before Python 3.13
         with os.fdopen(handle, "wb") as file:
             write(file)
             file.flush()

@@ -14,6 +14,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from .errors import CatdogError
+from .notebook import REPOSITORY
 
 
 class _Parser(argparse.ArgumentParser):
@@ -170,7 +171,8 @@ def _cmd_course(args: argparse.Namespace) -> int:
 
         if args.fast or args.out:
             raise CatdogError("--student writes the student copy and runs nothing; drop --fast/--out.")
-        written = write_student_copy([NOTEBOOK_DIR / name for name in NOTEBOOKS], args.student)
+        written = write_student_copy([NOTEBOOK_DIR / name for name in NOTEBOOKS], args.student,
+                                     args.student_repository, args.student_folder)
         print(f"student copy: {len(written)} notebooks without solutions or outputs in {args.student}")
         return 0
     return run_course(fast=args.fast, out=args.out, fetch_data=not args.offline, all_photos=args.all_photos)
@@ -286,6 +288,11 @@ def build_parser() -> argparse.ArgumentParser:
                         help="never download photos; without any, run on synthetic data")
     course.add_argument("--student", type=Path, nargs="?", const=Path("student"), metavar="OUT",
                         help="write the notebooks without solutions or outputs to OUT (default student/); run nothing")
+    course.add_argument("--student-repository", default=REPOSITORY, metavar="URL",
+                        help="the GitHub repository the student copy's badges and install cells open (default: this "
+                             "course's)")
+    course.add_argument("--student-folder", default="student", metavar="PATH",
+                        help="the student copy's folder in that repository (default student)")
     course.set_defaults(func=_cmd_course)
     return parser
 

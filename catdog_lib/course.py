@@ -121,7 +121,7 @@ def _mismatch(run: Path, root: Path) -> str | None:
     if not best.is_file():
         return "there is none"
     try:
-        config = json.loads((run / "metrics.json").read_text())["config"]
+        config = json.loads((run / "metrics.json").read_text(encoding="utf-8"))["config"]
     except (OSError, ValueError, KeyError):
         return "its metrics.json is missing"
     if Path(config["data"]).resolve() != Path(root).resolve():

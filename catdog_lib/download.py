@@ -530,16 +530,42 @@ def get_course_data(source: str = DEFAULT_SOURCE, *, root: str | os.PathLike | N
     """Download ``source`` into ``data/<source>`` of the course folder and return the dataset root the
     course should use: a course-sized subset of it, hard-linked into ``config.data_root(root)``, or with
     ``all_photos`` every photo. Asking again downloads nothing."""
+    if source == "petimages" and not all_photos and not (config.data_dir() / source).exists():
+        subset = _course_photos_by_ranges(url or PETIMAGES_URL, config.data_root(root), progress)
+        if subset is not None:
+            return subset
     full = download_dataset(source, config.data_dir() / source, url=url, progress=progress)
     if all_photos:
         return full
-    subset = course_subset(full, config.data_root(root))
+    subset = course_subset(full, config.data_root(root), COURSE_TRAIN_PER_CLASS, COURSE_TEST_PER_CLASS)
     layout = find_dataset(subset)
     parts = [("training", layout.train())] + ([("test", layout.test())] if layout.test_dir else [])
     counts = " and ".join(f"{sum(folders.counts().values()):,} {part}" for part, folders in parts)
     print(f"The course uses {counts} photos of {full} (hard-linked into {subset}); "
           "`catdog course --all-photos` uses them all.")
     return subset
+
+
+def _course_photos_by_ranges(url: str, dest: Path, progress: bool) -> Path | None:
+    """The course's photos alone, read out of the remote zip (catdog_lib/remote_zip.py); None when the server
+    does not answer range requests (then the whole zip is downloaded)."""
+    from .remote_zip import NoRanges, course_photos
+
+    marker = dest / ".catdog-complete-subset"
+    if marker.exists():
+        return dest
+    try:
+        course_photos(url, dest, progress)
+    except NoRanges:
+        print(f"{url}: the server sends only whole files; downloading the whole zip.")
+        return None
+    _write_marker(marker, f"{url}\n")
+    layout = find_dataset(dest)
+    counts = {part: sum(folders.counts().values()) for part, folders in (("training", layout.train()),
+                                                                         ("test", layout.test()))}
+    print(f"The course uses {counts['training']:,} training and {counts['test']:,} test photos, read out of {url} "
+          "(`catdog course --all-photos` downloads them all).")
+    return dest
 
 
 def _write_marker(marker: Path, text: str) -> None:

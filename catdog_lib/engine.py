@@ -253,7 +253,7 @@ def _export(engine: Engine, backbone: nn.Module, folder: Path) -> None:
 
 def _load_checked(engine: Engine, folder: Path) -> Runner:
     """Load an export that passed its check against PyTorch; raise ValueError for one that did not."""
-    check = json.loads((folder / CHECK_FILE).read_text())
+    check = json.loads((folder / CHECK_FILE).read_text(encoding="utf-8"))
     if not check["exact"]:
         raise ValueError(f"its features differ from PyTorch's (cosine {check['min_cosine']:.5f} < {MIN_COSINE})")
     return engine.load(folder / MODEL_FILE)

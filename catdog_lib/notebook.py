@@ -12,22 +12,64 @@ import os
 import sys
 from pathlib import Path
 
-from . import config
+from . import __version__, config
 from .errors import CatdogError
 
-REPOSITORY = "https://github.com/catdog-course/catdog"  # the one place the course's repository is named
+# The one setting naming the course's repository: `make repository URL=...` changes it and every copy of it
+# (badges, install cells, README, pyproject); tests/test_repository.py checks that they agree.
+REPOSITORY = "https://github.com/catdog-course/catdog"
 DISTRIBUTION = "catdog-course"
-# The first code cell of every notebook; only this line installs anything, and only on Colab.
-INSTALL_LINE = f'%pip install --quiet "{DISTRIBUTION} @ git+{REPOSITORY}"'
+RELEASE = f"v{__version__}"  # the git tag that installs and Colab badges pin, so a class's code stays put
 KAGGLE_SECRETS = ("KAGGLE_API_TOKEN", "KAGGLE_USERNAME", "KAGGLE_KEY")
 DRIVE_MOUNT = "/content/drive"
 DRIVE_HOME = f"{DRIVE_MOUNT}/MyDrive/catdog"  # data/ and runs/ go here with setup(drive=True)
+NO_DRIVE = ("Colab gives each notebook a fresh machine: without DRIVE = True (parameters cell) this one fetches "
+            "the course's photos again (~95 MB from PetImages) and notebooks 05 and 06 first retrain the model "
+            "(30 s of training on 2 CPU cores in docs/BENCHMARKS.md; Colab's CPUs are slower).")
+_said: list[str] = []  # NO_DRIVE is said once per kernel
+BADGE = "[![Open In Colab](https://colab.research.google.com/assets/colab-badge.svg)]"
+# The first code cell of every notebook; it installs only on Colab, and a failed install stops "Run all".
+INSTALL_CELL = """\
+# On Colab, install the course's library; elsewhere it is already installed.
+import subprocess
+import sys
+
+if "google.colab" in sys.modules:
+    PACKAGE = "{requirement}"
+    pip = subprocess.run([sys.executable, "-m", "pip", "install", "--quiet", PACKAGE], capture_output=True, text=True)
+    if pip.returncode:
+        class InstallFailed(Exception):
+            _render_traceback_ = lambda self: [f"InstallFailed: {{self}}"]  # one line, no traceback
+        print(pip.stderr[-3000:])
+        raise InstallFailed(f"pip could not install {{PACKAGE}} (its words are above). Check the internet "
+                            "connection (Runtime > Restart session if it dropped), then run this cell again.")"""
 
 
-def colab_url(notebook: str) -> str:
-    """The "Open in Colab" link of a course notebook."""
-    return f"https://colab.research.google.com/github/{REPOSITORY.removeprefix('https://github.com/')}" \
-           f"/blob/main/notebooks/{notebook}"
+def colab_url(notebook: str, repository: str = REPOSITORY, folder: str = "notebooks") -> str:
+    """The "Open in Colab" link of a course notebook at this release (``folder``: where it is in the repository)."""
+    return f"https://colab.research.google.com/github/{repository.removeprefix('https://github.com/')}" \
+           f"/blob/{RELEASE}/{folder}/{notebook}"
+
+
+def badge(notebook: str, repository: str = REPOSITORY, folder: str = "notebooks") -> str:
+    """The first line of every notebook: the "Open in Colab" badge."""
+    return f"{BADGE}({colab_url(notebook, repository, folder)})"
+
+
+def install_cell(repository: str = REPOSITORY) -> str:
+    """The source of the install cell, installing the library from ``repository`` at this release."""
+    return INSTALL_CELL.format(requirement=f"{DISTRIBUTION} @ git+{repository}@{RELEASE}")
+
+
+def set_links(nb, name: str, repository: str = REPOSITORY, folder: str = "notebooks") -> None:
+    """Point notebook ``name``'s badge (its first line) and install cell at ``repository``, where the
+    notebook is ``folder/name``; ``nb`` is an nbformat notebook, changed in place."""
+    first = nb.cells[0]
+    if first.cell_type == "markdown" and first.source.startswith(BADGE):
+        first.source = "\n".join([badge(name, repository, folder), *first.source.split("\n")[1:]])
+    install = next(cell for cell in nb.cells if cell.cell_type == "code")
+    if "google.colab" in install.source and "install" in install.source:
+        install.source, install.outputs, install.execution_count = install_cell(repository), [], None
 
 
 def on_colab() -> bool:
@@ -58,6 +100,9 @@ def setup(data_dir: str | os.PathLike | None = None, drive: bool = False) -> Non
     _secrets_to_environment()
     if drive:
         _use_drive()
+    elif not _said:
+        _said.append(NO_DRIVE)
+        print(NO_DRIVE)
     from .course import has_dataset
 
     if not has_dataset(config.data_root(data_dir)):

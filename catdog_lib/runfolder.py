@@ -2,27 +2,31 @@
 
 from __future__ import annotations
 
-import fcntl
 import os
+import warnings
 from pathlib import Path
+
+with warnings.catch_warnings():
+    warnings.simplefilter("ignore")  # filelock warns where it falls back to a lock file (no fcntl, not Windows)
+    from filelock import FileLock, Timeout
 
 from .errors import CatdogError
 
-MARKER = ".catdog-run"  # created in every run folder; also the file the run's lock is taken on
+MARKER = ".catdog-run"  # created in every run folder; holds the process id of the run using it
+LOCK = ".catdog-run.lock"  # the file the run's lock is taken on (flock on POSIX, msvcrt on Windows)
 
 _held: dict[Path, "RunLock"] = {}
 
 
 class RunLock:
-    """An exclusive lock (``flock``) on a run folder's marker file, released by :meth:`release` or on exit."""
+    """An exclusive lock on a run folder (``filelock``: portable), released by :meth:`release` or on exit."""
 
-    def __init__(self, folder: Path, fd: int):
-        self.folder, self.fd = folder, fd
+    def __init__(self, folder: Path, lock: FileLock):
+        self.folder, self.lock = folder, lock
 
     def release(self) -> None:
-        if self.fd >= 0:
-            os.close(self.fd)  # closing the descriptor drops the flock
-            self.fd = -1
+        if self.lock.is_locked:
+            self.lock.release(force=True)
             _held.pop(self.folder, None)
 
 
@@ -62,21 +66,27 @@ def claim_run_folder(out: str | Path, data: str | Path | None, resume: bool) -> 
     folder = check_run_folder(out, data, resume)
     try:
         folder.mkdir(parents=True, exist_ok=True)
-        fd = os.open(folder / MARKER, os.O_RDWR | os.O_CREAT, 0o666)
+        (folder / MARKER).touch()
+        key = folder.resolve()
+        if key in _held:
+            _held[key].release()
+        lock = FileLock(folder / LOCK)
+        lock.acquire(timeout=0)
+    except Timeout:
+        raise CatdogError(f"{folder}: another `catdog train` (process {_owner(folder)}) is using this run folder. "
+                          f"Wait for it to finish, or choose another --out (no such process? delete {folder / LOCK})."
+                          ) from None
     except OSError as error:
         raise CatdogError(f"cannot write to {folder}: {error.strerror or error}. Choose a writable --out folder.") \
             from None
-    key = folder.resolve()
-    if key in _held:
-        _held[key].release()
+    (folder / MARKER).write_text(f"{os.getpid()}\n")
+    _held[key] = held = RunLock(key, lock)
+    return held
+
+
+def _owner(folder: Path) -> str:
+    """The process id the run using ``folder`` wrote in its marker ("?" when unreadable)."""
     try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        return (folder / MARKER).read_text(errors="replace").strip() or "?"
     except OSError:
-        owner = os.pread(fd, 32, 0).decode(errors="replace").strip() or "?"
-        os.close(fd)
-        raise CatdogError(f"{folder}: another `catdog train` (process {owner}) is using this run folder. Wait "
-                          "for it to finish, or choose another --out.") from None
-    os.ftruncate(fd, 0)
-    os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
-    _held[key] = lock = RunLock(key, fd)
-    return lock
+        return "?"

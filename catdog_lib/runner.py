@@ -103,7 +103,7 @@ def check_training(run: Path, since: float) -> str | None:
     metrics = run / "metrics.json"
     if not metrics.is_file() or metrics.stat().st_mtime < since:
         return f"it did not train: {metrics} was not written during this run"
-    if json.loads(metrics.read_text()).get("epochs_run", 0) <= 0:
+    if json.loads(metrics.read_text(encoding="utf-8")).get("epochs_run", 0) <= 0:
         return f"it did not train: {metrics} says 0 epochs were run"
     return None
 
@@ -139,7 +139,7 @@ def _fresh_json(path: Path, since: float) -> dict | None:
     """A JSON file's content if it was written during this run."""
     if not path.is_file() or path.stat().st_mtime < since:
         return None
-    return json.loads(path.read_text())
+    return json.loads(path.read_text(encoding="utf-8"))
 
 
 def _result_lines(run: Path, since: float) -> list[str]:
@@ -210,6 +210,6 @@ def run_course(fast: bool, out: Path | None, notebooks: Sequence[Path] | None = 
     failed = any(result.error for result in runs)
     lines.append(f"total {sum(r.seconds for r in runs):.1f} s; " + ("FAILED" if failed else "all notebooks ran"))
     summary = "\n".join(lines)
-    (out / "summary.txt").write_text(summary + "\n")
+    (out / "summary.txt").write_text(summary + "\n", encoding="utf-8")
     print(summary)
     return 1 if failed else 0

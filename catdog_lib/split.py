@@ -64,7 +64,7 @@ class Split:
         (with one warning); else one clear error.
         """
         try:
-            data = json.loads(Path(path).read_text())
+            data = json.loads(Path(path).read_text(encoding="utf-8"))
         except (OSError, ValueError) as error:
             raise CatdogError(f"{path}: cannot read split manifest ({error}).") from None
         base = Path(data["root"])

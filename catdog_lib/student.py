@@ -5,6 +5,8 @@ which exercise it answers (``# Exercise 2: ...``); the student copy keeps those 
 ``# YOUR CODE HERE`` and drops the code. The placeholder defines nothing, so no later cell may
 depend on a solution: the student copy must still run from top to bottom (the tests check it).
 A markdown solution (answers to the questions) keeps its first line, followed by a space to write in.
+The Colab badges and install cells point at where the copy is published: by default the ``student/``
+folder of the course's repository.
 """
 
 from __future__ import annotations
@@ -18,11 +20,13 @@ import nbformat
 
 from .checkpoint import atomic_write_text
 from .errors import CatdogError
+from .notebook import REPOSITORY, set_links
 
 SOLUTION_TAG = "solution"
 EXERCISE_TAG = "exercise"  # what a placeholder cell is tagged instead
 PLACEHOLDER = "# YOUR CODE HERE"
 ANSWER_PLACEHOLDER = "*Your answers here.*"
+STUDENT_FOLDER = "student"  # where the student copy is published in the repository (`make student` writes it)
 
 
 def is_solution(cell: nbformat.NotebookNode) -> bool:
@@ -38,9 +42,13 @@ def placeholder_source(cell: nbformat.NotebookNode) -> str:
     return "\n".join([*header, PLACEHOLDER])
 
 
-def student_notebook(nb: nbformat.NotebookNode) -> nbformat.NotebookNode:
-    """A copy of ``nb`` with placeholders for its solution cells and no outputs (cell ids kept)."""
+def student_notebook(nb: nbformat.NotebookNode, name: str = "", repository: str = REPOSITORY,
+                     folder: str = STUDENT_FOLDER) -> nbformat.NotebookNode:
+    """A copy of ``nb`` with placeholders for its solution cells and no outputs (cell ids kept); with a
+    ``name``, its badge and install cell open ``folder/name`` in ``repository``."""
     nb = copy.deepcopy(nb)
+    if name:
+        set_links(nb, name, repository, folder)
     nb.metadata.pop("widgets", None)  # saved widget state is output too
     for cell in nb.cells:
         if is_solution(cell):
@@ -59,8 +67,10 @@ def _read(path: Path) -> str | None:
         return None
 
 
-def write_student_copy(notebooks: Sequence[Path], out: Path) -> list[Path]:
-    """Write the student copy of ``notebooks`` into ``out``; returns the files written.
+def write_student_copy(notebooks: Sequence[Path], out: Path, repository: str = REPOSITORY,
+                       folder: str = STUDENT_FOLDER) -> list[Path]:
+    """Write the student copy of ``notebooks`` into ``out``; returns the files written. Its badges and install
+    cells open the copy published as ``folder`` in ``repository``.
 
     A notebook already in ``out`` is only replaced by an identical one: if it differs (a student's
     work, or a copy made from older notebooks) nothing is written and the error names it.
@@ -74,7 +84,8 @@ def write_student_copy(notebooks: Sequence[Path], out: Path) -> list[Path]:
             nb = nbformat.read(path, as_version=4)
         except (OSError, ValueError) as error:
             raise CatdogError(f"{path}: cannot read the notebook ({error}).") from None
-        texts[out / Path(path).name] = nbformat.writes(student_notebook(nb)) + "\n"
+        name = Path(path).name
+        texts[out / name] = nbformat.writes(student_notebook(nb, name, repository, folder)) + "\n"
     for target, text in texts.items():
         if target.exists() and _read(target) != text:
             raise CatdogError(f"{target} already exists and differs from a fresh student copy (a student's "

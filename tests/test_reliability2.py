@@ -417,7 +417,7 @@ def test_a_second_run_on_the_same_out_gets_one_clear_line(tmp_path: Path, cli) -
         assert holder.stdout.readline() == "locked\n"
         status, _, err = cli("train", "--data", root, "--out", out, *TRAIN)
         _one_clean_error(status, err, f"another `catdog train` (process {holder.pid}) is using this run folder")
-        assert sorted(p.name for p in out.iterdir()) == [".catdog-run"]   # nothing of the second run written
+        assert sorted(p.name for p in out.iterdir()) == [".catdog-run", ".catdog-run.lock"]   # nothing of the 2nd run
     finally:
         holder.stdin.close()
         holder.wait(timeout=60)

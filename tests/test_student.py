@@ -11,6 +11,7 @@ import nbformat
 import pytest
 from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook, new_output
 
+from catdog_lib.notebook import REPOSITORY, badge, install_cell
 from catdog_lib.runner import NOTEBOOK_DIR, NOTEBOOKS
 from catdog_lib.student import ANSWER_PLACEHOLDER, PLACEHOLDER, is_solution, student_notebook
 from conftest import assert_clean_error, run_catdog
@@ -55,7 +56,9 @@ def test_catdog_course_student_writes_the_copy_and_never_overwrites_a_students_w
         assert not any(is_solution(cell) for cell in copy.cells)
         placeholders = [cell for cell in copy.cells if "exercise" in cell.metadata.get("tags", [])]
         assert len(placeholders) == sum(is_solution(cell) for cell in original.cells) >= 2
-        for before, after in zip(original.cells, copy.cells):
+        assert copy.cells[0].source.splitlines()[0] == badge(name, REPOSITORY, "student")   # opens the copy
+        assert copy.cells[0].source.splitlines()[1:] == original.cells[0].source.splitlines()[1:]
+        for before, after in zip(original.cells[1:], copy.cells[1:]):
             if after.cell_type == "code":
                 assert after.outputs == [] and after.execution_count is None
             if not is_solution(before):
@@ -73,6 +76,19 @@ def test_catdog_course_student_writes_the_copy_and_never_overwrites_a_students_w
     assert_clean_error(run_catdog("course", "--student", out), str(work), "already exists")
     assert work.read_text() == edited
     assert_clean_error(run_catdog("course", "--student", out, "--fast"), "--student")
+
+
+def test_the_student_copy_opens_where_it_is_published(tmp_path):
+    elsewhere = "https://github.com/" + "a-teacher/cats-class"
+    out = tmp_path / "copy"
+    result = run_catdog("course", "--student", out, "--student-repository", elsewhere, "--student-folder", "week1")
+    assert result.returncode == 0, result.stderr
+    for name in NOTEBOOKS:
+        copy = nbformat.read(out / name, as_version=4)
+        assert copy.cells[0].source.splitlines()[0] == badge(name, elsewhere, "week1")
+        assert "github/a-teacher/cats-class/blob/" in copy.cells[0].source
+        assert next(cell for cell in copy.cells if cell.cell_type == "code").source == install_cell(elsewhere)
+        assert REPOSITORY not in nbformat.writes(copy)
 
 
 def test_the_student_copy_runs_top_to_bottom_under_nbval_in_fast_mode(tmp_path):
