@@ -22,6 +22,7 @@ from torchvision import transforms as T
 
 from . import __version__
 from .errors import CatdogError
+from .modelfile import check_onnx
 from .transforms import Preprocessing
 
 if TYPE_CHECKING:
@@ -170,5 +171,5 @@ def load_onnx(path: str | Path) -> OnnxClassifier:
     if meta.get("format") != FORMAT:
         raise CatdogError(f"{path}: an ONNX model without catdog's metadata (classes, image size); "
                           "export it with `catdog export`.")
-    prep = Preprocessing(int(meta["image_size"]), tuple(json.loads(meta["mean"])), tuple(json.loads(meta["std"])))
-    return OnnxClassifier(path, session, json.loads(meta["classes"]), prep, meta["arch"])
+    classes, prep = check_onnx(path, meta, session.get_inputs(), session.get_outputs())
+    return OnnxClassifier(path, session, classes, prep, meta.get("arch", "?"))

@@ -3,7 +3,7 @@
 Every hostile input is built for real and small: a progressive JPEG whose header claims 40000x40000
 pixels, checkpoints and ONNX files with tampered metadata, a FIFO named like a photo, file names that
 are not UTF-8 or hold tabs, a zip bomb, an oversized photo behind a loopback HTTP server. Memory is
-measured in a subprocess under a 2 GiB address-space limit, so a regression fails instead of
+measured in a subprocess under a 2 GiB heap limit, so a regression fails instead of
 swapping the machine.
 """
 
@@ -20,14 +20,15 @@ import pytest
 from PIL import Image
 
 from catdog_lib.images import BadImageError, load_rgb
-from conftest import REPO, make_dataset, make_image, png_claiming, run_catdog, subprocess_env
+from conftest import REPO, make_checkpoint, make_dataset, make_image, png_claiming, run_catdog, subprocess_env
 
 GIB = 1 << 30
 
 
 def run_bounded(code: str, *args: str | Path, limit: int = 2 * GIB, timeout: float = 60) -> tuple[str, int]:
-    """Run a Python snippet with at most ``limit`` bytes of address space; (its output, its peak RSS in bytes)."""
-    bounded = ("import resource, sys\nresource.setrlimit(resource.RLIMIT_AS, (%d, %d))\n" % (limit, limit)
+    """Run a Python snippet with at most ``limit`` bytes of heap (RLIMIT_DATA: torch maps more address space than
+    it uses, so RLIMIT_AS would stop its import); (its output, its peak RSS in bytes)."""
+    bounded = ("import resource, sys\nresource.setrlimit(resource.RLIMIT_DATA, (%d, %d))\n" % (limit, limit)
                + code + "\nprint('peak', resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024)")
     result = subprocess.run([sys.executable, "-c", bounded, *map(str, args)], capture_output=True,
                             encoding="utf-8", timeout=timeout, env=subprocess_env(), cwd=REPO)
@@ -107,3 +108,118 @@ def test_a_fifo_named_like_a_photo_is_refused_without_opening_it(tmp_path: Path)
         load_rgb(fifo)
     with pytest.raises(BadImageError, match="device or socket"):
         load_rgb("/dev/zero")
+
+
+# --- 2. tampered model files -------------------------------------------------------------------------------
+
+
+def tampered_checkpoints(folder: Path) -> dict[str, tuple[Path, str]]:
+    """Checkpoints each with one field changed: {case: (file, what its error must name)}."""
+    import torch
+
+    from catdog_lib.checkpoint import atomic_save
+
+    base = torch.load(make_checkpoint(folder / "good.pt", ["cats", "dogs", "birds"]), weights_only=True)
+    head = [["Dropout", {"p": 0.2}], ["Linear", {"in_features": 1280, "out_features": 2**40, "bias": True}]]
+    changes = {
+        "image-size-huge": (("preprocessing", "image_size"), 40_000, "image_size is 40000"),
+        "image-size-zero": (("preprocessing", "image_size"), 0, "image_size is 0"),
+        "image-size-negative": (("preprocessing", "image_size"), -224, "image_size is -224"),
+        "image-size-text": (("preprocessing", "image_size"), "224", "image_size is '224'"),
+        "std-zero": (("preprocessing", "std"), [0, 0, 0], "std[0] is 0"),
+        "mean-nan": (("preprocessing", "mean"), [float("nan")] * 3, "mean[0] is nan"),
+        "mean-missing": (("preprocessing", "mean"), None, "mean is None"),
+        "no-preprocessing": (("preprocessing",), None, "preprocessing is None"),
+        "huge-head": (("head",), head, "head[1].out_features is 1099511627776"),
+        "too-few-classes": (("classes",), ["cats", "dogs"], "but must be 3 names, one per output"),
+        "arch-list": (("arch",), ["x"], "arch is ['x']"),
+        "no-meta": ((), None, "meta is None"),
+    }
+    cases = {}
+    for case, (keys, value, needle) in changes.items():
+        data = {**base, "meta": json.loads(json.dumps(base["meta"]))}
+        parent, *rest = ("meta", *keys)
+        target = data
+        for key in (parent, *rest)[:-1]:
+            target = target[key]
+        if value is None:
+            target.pop((parent, *rest)[-1])
+        else:
+            target[(parent, *rest)[-1]] = value
+        atomic_save(data, folder / f"{case}.pt")
+        cases[case] = (folder / f"{case}.pt", needle)
+    return cases
+
+
+def tiny_onnx(path: Path, meta: dict[str, str], input_name: str = "image", size: int | str = "S",
+              n_classes: int = 2) -> Path:
+    """A real ONNX classifier (mean colour times a matrix, softmax) with ``meta`` as its metadata."""
+    import numpy as np
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    weights = numpy_helper.from_array(np.ones((3, n_classes), np.float32), "w")
+    graph = helper.make_graph(
+        [helper.make_node("GlobalAveragePool", [input_name], ["pooled"]),
+         helper.make_node("Flatten", ["pooled"], ["flat"]),
+         helper.make_node("MatMul", ["flat", "w"], ["logits"]),
+         helper.make_node("Softmax", ["logits"], ["probabilities"], axis=1)],
+        "tiny", [helper.make_tensor_value_info(input_name, TensorProto.FLOAT, ["N", 3, size, size])],
+        [helper.make_tensor_value_info("logits", TensorProto.FLOAT, ["N", n_classes]),
+         helper.make_tensor_value_info("probabilities", TensorProto.FLOAT, ["N", n_classes])], [weights])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    helper.set_model_props(model, meta)
+    onnx.save_model(model, str(path))
+    return path
+
+
+def tampered_onnx_files(folder: Path) -> dict[str, tuple[Path, str]]:
+    good = {"format": "catdog-onnx/1", "arch": "tiny", "classes": '["cats", "dogs"]', "image_size": "32",
+            "mean": "[0.5, 0.5, 0.5]", "std": "[0.5, 0.5, 0.5]"}
+    cases = {
+        "onnx-image-size-huge": ({**good, "image_size": "40000"}, {}, "image_size is 40000"),
+        "onnx-no-mean": ({k: v for k, v in good.items() if k != "mean"}, {}, "metadata has no 'mean'"),
+        "onnx-classes-not-json": ({**good, "classes": "[cats"}, {}, "classes is '[cats', but must be JSON"),
+        "onnx-std-zero": ({**good, "std": "[0, 0, 0]"}, {}, "std[0] is 0"),
+        "onnx-input-name": (good, {"input_name": "pixels"}, "the model file's input is [('pixels'"),
+        "onnx-input-shape": (good, {"size": 99}, "of shape N x 3 x 32 x 32"),
+        "onnx-three-outputs": (good, {"n_classes": 3}, "'probabilities' of shape N x 2"),
+    }
+    return {case: (tiny_onnx(folder / f"{case}.onnx", meta, **kwargs), needle)
+            for case, (meta, kwargs, needle) in cases.items()}
+
+
+PREDICT_EACH = """
+import contextlib, io, json
+from catdog_lib.cli import main
+photo, cases = sys.argv[1], json.loads(sys.argv[2])
+for case, (flag, model) in cases.items():
+    err = io.StringIO()
+    try:
+        with contextlib.redirect_stderr(err), contextlib.redirect_stdout(io.StringIO()):
+            status = main(["predict", flag, model, photo])
+    except BaseException as error:
+        status, err = "raised", io.StringIO(f"{type(error).__name__}: {error}")
+    print(json.dumps([case, status, err.getvalue()]))
+"""
+
+
+def test_tampered_model_files_are_one_line_naming_the_file_and_the_field(tmp_path: Path) -> None:
+    photo = make_image(tmp_path / "cat.jpg", size=(40, 30))
+    cases = {**tampered_checkpoints(tmp_path), **tampered_onnx_files(tmp_path)}
+    assert tiny_onnx(tmp_path / "good.onnx", json.loads(json.dumps({
+        "format": "catdog-onnx/1", "arch": "tiny", "classes": '["cats", "dogs"]', "image_size": "32",
+        "mean": "[0.5, 0.5, 0.5]", "std": "[0.5, 0.5, 0.5]"})))
+    arguments = {case: ("--model" if path.suffix == ".onnx" else "--checkpoint", str(path))
+                 for case, (path, _) in cases.items()}
+    arguments["good-onnx"] = ("--model", str(tmp_path / "good.onnx"))
+    output, peak = run_bounded(PREDICT_EACH, photo, json.dumps(arguments), timeout=180)
+    results = {case: (status, err) for case, status, err in map(json.loads, output.splitlines())}
+    assert results.pop("good-onnx")[0] == 0
+    for case, (path, needle) in cases.items():
+        status, err = results[case]
+        assert status == 2 and err.count("\n") == 1 and "Traceback" not in err, (case, status, err)
+        assert err.startswith(f"catdog: error: {path}: the model file's ") or "metadata has no" in err, (case, err)
+        assert needle in err, (case, needle, err)
+    assert peak < 2e9, peak
