@@ -23,6 +23,7 @@ from torchvision import transforms as T
 from . import __version__
 from .errors import CatdogError
 from .modelfile import check_onnx
+from .names import NAME_MAX, check_name_length, fit_name
 from .transforms import Preprocessing
 
 if TYPE_CHECKING:
@@ -67,6 +68,7 @@ def onnx_metadata(meta: dict) -> dict[str, str]:
 
 
 def _refuse_overwrite(out: Path, force: bool) -> None:
+    check_name_length(out, "--out file name")
     if out.is_dir():
         raise CatdogError(f"{out}: is a folder; pass a file name such as {out / 'model.onnx'}.")
     if out.exists() and not force:
@@ -91,7 +93,8 @@ def export_onnx(checkpoint: str | Path, out: str | Path, force: bool = False) ->
     loaded = load_model(checkpoint, "cpu")
     try:  # the temporary file first: an unwritable folder fails before the export's work
         out.parent.mkdir(parents=True, exist_ok=True)
-        handle, tmp = tempfile.mkstemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent)
+        handle, tmp = tempfile.mkstemp(prefix=f".{fit_name(out.name, limit=NAME_MAX - 24)}.", suffix=".tmp",
+                                       dir=out.parent)
         os.close(handle)
     except OSError as error:
         raise CatdogError(f"cannot write {out}: {error.strerror or error}. Choose a writable --out folder.") from None

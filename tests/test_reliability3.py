@@ -9,16 +9,23 @@ swapping the machine.
 
 from __future__ import annotations
 
+import contextlib
+import http.server
 import io
 import json
 import os
+import socket
 import subprocess
 import sys
+import threading
+import zipfile
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from PIL import Image
 
+from catdog_lib.errors import CatdogError
 from catdog_lib.images import BadImageError, load_rgb
 from conftest import REPO, make_checkpoint, make_dataset, make_image, png_claiming, run_catdog, subprocess_env
 
@@ -223,3 +230,161 @@ def test_tampered_model_files_are_one_line_naming_the_file_and_the_field(tmp_pat
         assert err.startswith(f"catdog: error: {path}: the model file's ") or "metadata has no" in err, (case, err)
         assert needle in err, (case, needle, err)
     assert peak < 2e9, peak
+
+
+# --- 4. names: not UTF-8, tabs and line breaks, too long, `..` and NUL ------------------------------------
+
+
+ODD_NAMES = [b"caf\xe9.jpg", b"tab\there.jpg", b"two\nlines.jpg", "고양이.jpg".encode()]
+
+
+def test_predict_output_is_valid_utf8_and_one_line_per_photo_whatever_the_names(tmp_path: Path) -> None:
+    from conftest import catdog_command
+
+    checkpoint = make_checkpoint(tmp_path / "best.pt", ["cats", "dogs"])
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    for i, name in enumerate(ODD_NAMES):
+        buffer = io.BytesIO()
+        Image.new("RGB", (20 + i, 20), (200, 30 * i, 40)).save(buffer, "JPEG")
+        (folder / os.fsdecode(name)).write_bytes(buffer.getvalue())
+    env = subprocess_env(PYTHONIOENCODING="utf-8")  # strict: an unencodable character would crash the print
+    for mode in ("--json", "--tsv"):
+        flags = ["--json"] if mode == "--json" else []
+        result = subprocess.run([*catdog_command(), "predict", "--checkpoint", checkpoint, *flags, folder],
+                                capture_output=True, env=env, timeout=120)
+        assert result.returncode == 0 and b"Traceback" not in result.stderr, result.stderr.decode(errors="replace")
+        text = result.stdout.decode("utf-8")  # strict: raises on invalid UTF-8
+        if mode == "--json":
+            paths = [row["path"] for row in json.loads(text)["predictions"]]
+            assert sorted(os.fsencode(path).rsplit(b"/", 1)[1] for path in paths) == sorted(ODD_NAMES)
+        else:
+            lines = text.splitlines()
+            assert len(lines) == len(ODD_NAMES) and all(line.count("\t") == 2 for line in lines), lines
+            assert {line.split("\t")[0].rsplit("/", 1)[1] for line in lines} == {
+                "caf\\udce9.jpg", "tab\\there.jpg", "two\\nlines.jpg", "고양이.jpg"}
+
+
+def test_export_to_a_name_too_long_for_the_file_system_is_one_line(tmp_path: Path, cli) -> None:
+    checkpoint = make_checkpoint(tmp_path / "best.pt", ["cats", "dogs"])
+    status, _, err = cli("export", "--checkpoint", checkpoint, "--out", tmp_path / ("고양이" * 30 + ".onnx"))
+    assert status == 2 and err.count("\n") == 1, err
+    assert "the file name is 275 bytes long, over the 255-byte limit" in err and "choose a shorter" in err
+
+
+@pytest.mark.parametrize("name, saved_as", [
+    ("..", "upload"), (".", "upload"), ("a\0b.jpg", "ab.jpg"), ("../../etc/cat.jpg", "cat.jpg"),
+    ("C:\\Users\\me\\cat.jpg", "cat.jpg"), ("고" * 100 + ".jpg", "고" * 78 + ".jpg")])
+def test_uploads_with_odd_names_are_kept_under_a_safe_name(tmp_path: Path, name: str, saved_as: str) -> None:
+    from catdog_lib.own_photo import save_upload
+
+    photo = make_image(tmp_path / "source.jpg", size=(30, 20)).read_bytes()
+    saved = save_upload(name, photo, tmp_path / "uploads")
+    assert saved == tmp_path / "uploads" / saved_as and saved.read_bytes() == photo
+
+
+# --- 7. your own photo from a URL; SSL is not "offline" --------------------------------------------------
+
+
+class PhotoSite(http.server.BaseHTTPRequestHandler):
+    """/endless: zeros without end or length; /big: claims 60 MB; anything else: the current ``photo``."""
+
+    photo = b""
+
+    def do_GET(self) -> None:  # noqa: N802 (http.server's name)
+        self.send_response(200)
+        if self.path == "/big":
+            self.send_header("Content-Length", str(60 << 20))
+        self.end_headers()
+        if self.path in {"/endless", "/big"}:
+            with contextlib.suppress(OSError):
+                while True:
+                    self.wfile.write(bytes(1 << 20))
+        else:
+            self.wfile.write(self.photo)
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+@pytest.fixture
+def site() -> Iterator[str]:
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), PhotoSite)
+    server.daemon_threads = True
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield f"http://127.0.0.1:{server.server_address[1]}"
+    server.shutdown()
+    server.server_close()
+
+
+def jpeg_bytes(color: tuple[int, int, int]) -> bytes:
+    buffer = io.BytesIO()
+    Image.new("RGB", (24, 16), color).save(buffer, "JPEG")
+    return buffer.getvalue()
+
+
+@pytest.mark.parametrize("path", ["/endless", "/big"])
+def test_a_url_download_stops_at_a_size_no_photo_needs_and_keeps_nothing(tmp_path: Path, site: str,
+                                                                         path: str) -> None:
+    from catdog_lib.own_photo import MAX_PHOTO_BYTES, fetch_photo
+
+    with pytest.raises(CatdogError, match=f"over {MAX_PHOTO_BYTES >> 20} MB, far more than a photo needs") as caught:
+        fetch_photo(site + path, tmp_path / "photos")
+    assert "\n" not in str(caught.value) and list((tmp_path / "photos").iterdir()) == []
+
+
+def test_a_changed_photo_at_the_same_url_is_fetched_again(tmp_path: Path, site: str) -> None:
+    from catdog_lib.own_photo import fetch_photo
+
+    url = f"{site}/{'고양이' * 30}.jpg"  # a name too long to store as it is
+    PhotoSite.photo = jpeg_bytes((250, 0, 0))
+    first = fetch_photo(url, tmp_path / "photos")
+    PhotoSite.photo = jpeg_bytes((0, 0, 250))
+    second = fetch_photo(url, tmp_path / "photos")
+    assert first != second and second.read_bytes() == PhotoSite.photo and first.read_bytes() != PhotoSite.photo
+    assert second.name.endswith(".jpg") and len(os.fsencode(second.name)) <= 255
+    assert sorted((tmp_path / "photos").iterdir()) == sorted([first, second])  # no temporary file left
+
+
+def test_an_ssl_failure_says_ssl_and_only_a_refused_connection_says_offline(tmp_path: Path, site: str) -> None:
+    from catdog_lib.own_photo import fetch_photo
+
+    with pytest.raises(CatdogError) as ssl_failure:  # TLS to a plain HTTP server: a real SSL error
+        fetch_photo(site.replace("http:", "https:") + "/cat.jpg", tmp_path)
+    assert "SSL error" in str(ssl_failure.value) and "offline" not in str(ssl_failure.value)
+    with socket.socket() as unused:
+        unused.bind(("127.0.0.1", 0))
+        port = unused.getsockname()[1]
+    with pytest.raises(CatdogError, match="looks offline or the server is unreachable"):
+        fetch_photo(f"http://127.0.0.1:{port}/cat.jpg", tmp_path)
+
+
+# --- 8. zip bombs -------------------------------------------------------------------------------------------
+
+
+def test_a_zip_bomb_is_refused_before_anything_is_written(tmp_path: Path) -> None:
+    from catdog_lib.download import extract_zip
+
+    bomb = tmp_path / "photos.zip"
+    with zipfile.ZipFile(bomb, "w", zipfile.ZIP_DEFLATED) as archive:
+        archive.writestr("cats/cat.1.jpg", jpeg_bytes((200, 100, 50)))
+        archive.writestr("cats/cat.2.jpg", bytes(64 << 20))  # 64 MiB of zeros: ~64 KB compressed
+    assert bomb.stat().st_size < 200_000
+    with pytest.raises(CatdogError, match=r"cat\.2\.jpg.*unpacks to 67,108,864 bytes from .* over 100:1"):
+        extract_zip(bomb, tmp_path / "out")
+    assert not (tmp_path / "out").exists() and list(tmp_path.iterdir()) == [bomb]
+
+
+def test_a_zip_unpacking_to_more_than_the_limit_is_refused(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from catdog_lib import download
+
+    archive = tmp_path / "photos.zip"
+    with zipfile.ZipFile(archive, "w") as bundle:
+        for i in range(3):
+            bundle.writestr(f"cats/cat.{i}.jpg", os.urandom(400_000))
+    monkeypatch.setattr(download, "MAX_EXTRACTED_BYTES", 1 << 20)
+    with pytest.raises(CatdogError, match="unpacks to 1,200,000 bytes in all, over the"):
+        download.extract_zip(archive, tmp_path / "out")
+    assert not (tmp_path / "out").exists()
+    monkeypatch.setattr(download, "MAX_EXTRACTED_BYTES", 2 << 20)
+    assert len(list((download.extract_zip(archive, tmp_path / "out") / "cats").iterdir())) == 3
