@@ -60,7 +60,7 @@ def _read(path: Path) -> str | None:
 
 
 def write_student_copy(notebooks: Sequence[Path], out: Path) -> list[Path]:
-    """Write the student copy of ``notebooks`` into ``out``; returns the files written.
+    """Write the student copy of ``notebooks`` into ``out``; returns its files (identical ones are not rewritten).
 
     A notebook already in ``out`` is only replaced by an identical one: if it differs (a student's
     work, or a copy made from older notebooks) nothing is written and the error names it.
@@ -84,5 +84,6 @@ def write_student_copy(notebooks: Sequence[Path], out: Path) -> list[Path]:
     except OSError as error:
         raise CatdogError(f"cannot create {out}: {error.strerror or error}; choose a writable folder.") from None
     for target, text in texts.items():
-        atomic_write_text(target, text)
+        if _read(target) != text:  # an identical copy is left alone (the folder may be read-only)
+            atomic_write_text(target, text)
     return list(texts)

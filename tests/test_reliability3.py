@@ -27,7 +27,8 @@ from PIL import Image
 
 from catdog_lib.errors import CatdogError
 from catdog_lib.images import BadImageError, load_rgb
-from conftest import REPO, make_checkpoint, make_dataset, make_image, png_claiming, run_catdog, subprocess_env
+from conftest import (REPO, assert_clean_error, make_checkpoint, make_dataset, make_image, png_claiming, public_env,
+                      run_catdog, subprocess_env)
 
 GIB = 1 << 30
 
@@ -388,3 +389,29 @@ def test_a_zip_unpacking_to_more_than_the_limit_is_refused(tmp_path: Path, monke
     assert not (tmp_path / "out").exists()
     monkeypatch.setattr(download, "MAX_EXTRACTED_BYTES", 2 << 20)
     assert len(list((download.extract_zip(archive, tmp_path / "out") / "cats").iterdir())) == 3
+
+
+# --- 5. a course folder that cannot be written -------------------------------------------------------------
+
+
+def test_course_with_an_unwritable_course_folder_is_one_line(public_tmp: Path) -> None:
+    home = public_tmp / "course"
+    home.mkdir(mode=0o555)
+    home.chmod(0o555)
+    env = public_env(public_tmp, CATDOG_HOME=str(home))
+    env.pop("CATDOG_RUNS_DIR", None)
+    result = run_catdog("course", "--fast", "--offline", unprivileged=True, env=env, timeout=120)
+    assert_clean_error(result, f"cannot write to {home / 'runs'}", "set CATDOG_HOME (or CATDOG_RUNS_DIR)")
+    assert result.stderr.count("\n") == 1
+
+
+def test_student_copy_into_a_read_only_folder_holding_the_same_copy_succeeds(public_tmp: Path) -> None:
+    out = public_tmp / "student"
+    first = run_catdog("course", "--student", out)
+    assert first.returncode == 0, first.stderr
+    for path in [out, *out.iterdir()]:
+        path.chmod(0o555 if path.is_dir() else 0o444)
+    before = {path: path.stat().st_mtime_ns for path in out.iterdir()}
+    again = run_catdog("course", "--student", out, unprivileged=True, env=public_env(public_tmp))
+    assert again.returncode == 0 and "Traceback" not in again.stderr, again.stderr
+    assert {path: path.stat().st_mtime_ns for path in out.iterdir()} == before
