@@ -18,6 +18,7 @@ import socket
 import subprocess
 import sys
 import threading
+import warnings
 import zipfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -288,15 +289,19 @@ def test_uploads_with_odd_names_are_kept_under_a_safe_name(tmp_path: Path, name:
 
 
 class PhotoSite(http.server.BaseHTTPRequestHandler):
-    """/endless: zeros without end or length; /big: claims 60 MB; anything else: the current ``photo``."""
+    """/endless: zeros without end or length; /big: claims 60 MB; /short: claims 60 MB, sends 10 bytes;
+    anything else: the current ``photo``."""
 
     photo = b""
 
     def do_GET(self) -> None:  # noqa: N802 (http.server's name)
         self.send_response(200)
-        if self.path == "/big":
+        if self.path in {"/big", "/short"}:
             self.send_header("Content-Length", str(60 << 20))
         self.end_headers()
+        if self.path == "/short":  # cut off after 10 bytes
+            self.wfile.write(bytes(10))
+            return
         if self.path in {"/endless", "/big"}:
             with contextlib.suppress(OSError):
                 while True:
@@ -415,3 +420,42 @@ def test_student_copy_into_a_read_only_folder_holding_the_same_copy_succeeds(pub
     again = run_catdog("course", "--student", out, unprivileged=True, env=public_env(public_tmp))
     assert again.returncode == 0 and "Traceback" not in again.stderr, again.stderr
     assert {path: path.stat().st_mtime_ns for path in out.iterdir()} == before
+
+
+# --- 9. smaller things ---------------------------------------------------------------------------------------
+
+
+def test_an_unwritable_feature_cache_is_warned_about_once(tmp_path: Path) -> None:
+    import torch
+
+    from catdog_lib.features import FeatureCache
+
+    (tmp_path / "file").write_text("a file where the cache folder would be")  # unwritable even for root
+    cache = FeatureCache(tmp_path / "file" / "cache", "backbone", "pytorch:fp32")
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        for i in range(25):
+            FeatureCache(tmp_path / "file" / "cache", "backbone", "pytorch:fp32").add({f"{i}": torch.ones(3) * i})
+        cache.add({"again": torch.zeros(3)})
+    assert [str(w.message).split(" (")[0] for w in caught] == ["feature cache not written"]
+
+
+IN_A_NOTEBOOK = r"""
+import sys
+from IPython.core.interactiveshell import InteractiveShell
+from IPython.utils.capture import capture_output
+shell = InteractiveShell.instance(colors="nocolor")
+shell.run_cell("from catdog_lib import notebook\nnotebook.setup()")
+with capture_output() as captured:
+    shell.run_cell(f"from catdog_lib.download import fetch\nfetch({sys.argv[1]!r}, {sys.argv[2]!r}, progress=False)")
+print(captured.stdout + captured.stderr)
+"""
+
+
+def test_a_notebook_is_told_to_run_the_cell_again_not_a_command(tmp_path: Path, site: str) -> None:
+    from conftest import run_python
+
+    result = run_python(IN_A_NOTEBOOK, site + "/short", tmp_path / "data.zip")
+    assert "the download stopped at 10 of 62,914,560 bytes. Run the same cell again to resume" in result.stdout, \
+        result.stdout + result.stderr
+    assert "command" not in result.stdout and "Traceback" not in result.stdout
