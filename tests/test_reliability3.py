@@ -459,3 +459,66 @@ def test_a_notebook_is_told_to_run_the_cell_again_not_a_command(tmp_path: Path, 
     assert "the download stopped at 10 of 62,914,560 bytes. Run the same cell again to resume" in result.stdout, \
         result.stdout + result.stderr
     assert "command" not in result.stdout and "Traceback" not in result.stdout
+
+
+# --- 6. the web demo -----------------------------------------------------------------------------------------
+
+
+def test_the_demo_says_who_can_reach_it_and_which_url_to_open() -> None:
+    from catdog_lib.demo import addresses
+
+    assert addresses("127.0.0.1", 7860) == (["http://127.0.0.1:7860"], None)
+    urls, warning = addresses("0.0.0.0", 8000)
+    assert urls == ["http://127.0.0.1:8000", f"http://{socket.gethostname()}:8000"]
+    assert warning.startswith("--host 0.0.0.0 serves the demo to every machine that can reach this one")
+    assert "http://0.0.0.0" not in " ".join(urls)
+
+
+def multipart_upload(url: str, name: str, content: bytes) -> list[str]:
+    """POST one file to Gradio's upload route; the server-side paths it answers with."""
+    import urllib.request
+
+    boundary = "catdogboundary"
+    body = (f"--{boundary}\r\nContent-Disposition: form-data; name=\"files\"; filename=\"{name}\"\r\n"
+            f"Content-Type: image/jpeg\r\n\r\n").encode() + content + f"\r\n--{boundary}--\r\n".encode()
+    request = urllib.request.Request(f"{url}/gradio_api/upload", data=body, method="POST",
+                                     headers={"Content-Type": f"multipart/form-data; boundary={boundary}"})
+    with urllib.request.urlopen(request, timeout=60) as response:
+        return json.loads(response.read())
+
+
+def test_the_demo_on_all_addresses_warns_and_keeps_uploads_private_and_removes_them(tmp_path: Path) -> None:
+    pytest.importorskip("gradio", reason="Gradio (the demo extra) is not installed; `make test-browser` installs it")
+    import signal
+    import time
+
+    from conftest import catdog_command
+
+    checkpoint = make_checkpoint(tmp_path / "best.pt", ["cats", "dogs"])
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    chosen = tmp_path / "gradio-temp"
+    chosen.mkdir()
+    out, err = tmp_path / "demo.out", tmp_path / "demo.err"
+    with open(out, "w") as stdout, open(err, "w") as stderr:
+        server = subprocess.Popen([*catdog_command(), "demo", "--checkpoint", checkpoint, "--host", "0.0.0.0",
+                                   "--port", str(port)], stdout=stdout, stderr=stderr,
+                                  env=subprocess_env(GRADIO_TEMP_DIR=str(chosen)))
+    try:
+        deadline = time.monotonic() + 240
+        while "open http" not in out.read_text():
+            assert server.poll() is None and time.monotonic() < deadline, err.read_text()
+            time.sleep(0.5)
+        assert f"open http://127.0.0.1:{port} or http://{socket.gethostname()}:{port} in" in out.read_text()
+        assert "warning: --host 0.0.0.0 serves the demo to every machine" in err.read_text()
+        [private] = chosen.iterdir()
+        assert private.name.startswith("catdog-demo-") and private.stat().st_mode & 0o077 == 0
+        [uploaded] = multipart_upload(f"http://127.0.0.1:{port}", "cat.jpg", jpeg_bytes((200, 100, 50)))
+        assert Path(uploaded).is_relative_to(private) and Path(uploaded).is_file()
+    finally:
+        server.send_signal(signal.SIGINT)
+        status = server.wait(timeout=60)
+    assert status == 0, err.read_text()
+    assert list(chosen.iterdir()) == []  # uploads removed at exit
+    assert "unclosed" not in err.read_text() and "Traceback" not in err.read_text(), err.read_text()
