@@ -97,10 +97,13 @@ def test_a_png_bomb_message_names_one_pixel_limit(tmp_path: Path) -> None:
 def test_data_check_and_predict_refuse_a_progressive_bomb_in_bounded_memory(tmp_path: Path) -> None:
     root = make_dataset(tmp_path / "data", per_class=2)
     bomb = progressive_jpeg_claiming(root / "cats" / "bomb.jpg", 40_000, 40_000)
-    code = "from catdog_lib.cli import main\nprint('status', main(sys.argv[1:]))"
-    output, peak = run_bounded(code, "data", "check", root, limit=3 * GIB)
+    checkpoint = make_checkpoint(tmp_path / "best.pt", ["cats", "dogs"])
+    code = ("from catdog_lib.cli import main\nprint('status', main(['data', 'check', sys.argv[1]]))\n"
+            "print('status', main(['predict', '--checkpoint', sys.argv[2], sys.argv[3]]))")
+    output, peak = run_bounded(code, root, checkpoint, bomb, limit=3 * GIB)
     assert f"{bomb}: claims 40000x40000 pixels" in output and "status 1" in output, output
-    assert peak < 2e9, peak
+    assert f"{bomb}\tskipped: claims 40000x40000 pixels" in output and output.count("status 1") == 2, output
+    assert peak < 2e9, peak  # 3.2 GB (data check) and 4.0 GB (predict) before
 
 
 # --- 3. FIFOs and devices named like photos --------------------------------------------------------------
@@ -113,6 +116,9 @@ def test_a_fifo_named_like_a_photo_is_refused_without_opening_it(tmp_path: Path)
     result = run_catdog("data", "check", root, timeout=60)  # it hung here, reading the pipe
     assert result.returncode == 1 and f"{fifo}: is a FIFO" in result.stdout, result.stdout + result.stderr
     assert "Traceback" not in result.stderr
+    checkpoint = make_checkpoint(tmp_path / "best.pt", ["cats", "dogs"])
+    result = run_catdog("predict", "--checkpoint", checkpoint, fifo, root / "cats" / "cats.0.jpg", timeout=60)
+    assert result.returncode == 1 and f"{fifo}\tskipped: is a FIFO" in result.stdout, result.stdout + result.stderr
     with pytest.raises(BadImageError, match="is a FIFO .named pipe., not a photo file; only regular files"):
         load_rgb(fifo)
     with pytest.raises(BadImageError, match="device or socket"):
@@ -522,3 +528,18 @@ def test_the_demo_on_all_addresses_warns_and_keeps_uploads_private_and_removes_t
     assert status == 0, err.read_text()
     assert list(chosen.iterdir()) == []  # uploads removed at exit
     assert "unclosed" not in err.read_text() and "Traceback" not in err.read_text(), err.read_text()
+
+
+def test_every_test_run_names_the_pillow_it_decodes_with() -> None:
+    import PIL
+
+    from conftest import pytest_report_header
+
+    header = pytest_report_header(None)
+    assert header.startswith(f"Pillow {PIL.__version__}")
+    try:
+        import gradio
+    except ImportError:
+        assert "Gradio" not in header
+    else:
+        assert f"Gradio {gradio.__version__} installed: it pins pillow<13" in header
