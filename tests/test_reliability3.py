@@ -282,7 +282,8 @@ def test_export_to_a_name_too_long_for_the_file_system_is_one_line(tmp_path: Pat
 
 @pytest.mark.parametrize("name, saved_as", [
     ("..", "upload"), (".", "upload"), ("a\0b.jpg", "ab.jpg"), ("../../etc/cat.jpg", "cat.jpg"),
-    ("C:\\Users\\me\\cat.jpg", "cat.jpg"), ("고" * 100 + ".jpg", "고" * 78 + ".jpg")])
+    ("C:\\Users\\me\\cat.jpg", "cat.jpg"), ("고" * 100 + ".jpg", "고" * 78 + ".jpg")],
+    ids=["dot-dot", "dot", "nul", "climbing", "windows-path", "300-bytes"])
 def test_uploads_with_odd_names_are_kept_under_a_safe_name(tmp_path: Path, name: str, saved_as: str) -> None:
     from catdog_lib.own_photo import save_upload
 
