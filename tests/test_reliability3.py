@@ -418,9 +418,11 @@ def test_course_with_an_unwritable_course_folder_is_one_line(public_tmp: Path) -
 
 
 def test_student_copy_into_a_read_only_folder_holding_the_same_copy_succeeds(public_tmp: Path) -> None:
+    from catdog_lib.runner import NOTEBOOK_DIR, NOTEBOOKS
+    from catdog_lib.student import write_student_copy
+
     out = public_tmp / "student"
-    first = run_catdog("course", "--student", out)
-    assert first.returncode == 0, first.stderr
+    assert len(write_student_copy([NOTEBOOK_DIR / name for name in NOTEBOOKS], out)) == 6
     for path in [out, *out.iterdir()]:
         path.chmod(0o555 if path.is_dir() else 0o444)
     before = {path: path.stat().st_mtime_ns for path in out.iterdir()}
