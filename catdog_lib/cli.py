@@ -109,6 +109,7 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
 
 def _cmd_predict(args: argparse.Namespace) -> int:
     from .evaluation import load_model, predict
+    from .names import printable
 
     if args.model:
         from .export import load_onnx
@@ -117,15 +118,16 @@ def _cmd_predict(args: argparse.Namespace) -> int:
     else:
         model = load_model(args.checkpoint, args.device)
     rows = predict(model, args.images, batch_size=args.batch_size, tta=args.tta)
-    if args.json:
-        print(json.dumps({"model": str(args.model or args.checkpoint), "classes": model.classes,
-                          "predictions": [row.as_dict() for row in rows if not row.error],
-                          "skipped": [row.as_dict() for row in rows if row.error]}, ensure_ascii=False))
-    for row in rows:
+    if args.json:  # valid UTF-8 JSON whatever the names: bytes that are not UTF-8 become \udcXX escapes
+        print(printable(json.dumps({"model": str(args.model or args.checkpoint), "classes": model.classes,
+                                    "predictions": [row.as_dict() for row in rows if not row.error],
+                                    "skipped": [row.as_dict() for row in rows if row.error]}, ensure_ascii=False)))
+    for row in rows:  # one line per photo: tabs and line breaks inside names escaped
+        path = printable(row.path, tsv=True)
         if row.error:
-            print(f"{row.path}\tskipped: {row.error}", file=sys.stderr if args.json else sys.stdout)
+            print(f"{path}\tskipped: {printable(row.error, tsv=True)}", file=sys.stderr if args.json else sys.stdout)
         elif not args.json:
-            print(f"{row.path}\t{row.label}\t{row.probability:.4f}")
+            print(f"{path}\t{printable(row.label, tsv=True)}\t{row.probability:.4f}")
     return 1 if any(row.error for row in rows) else 0
 
 

@@ -6,8 +6,14 @@ course needs it. :func:`analyse` is the page's work without the page, so it runs
 
 from __future__ import annotations
 
+import contextlib
 import os
+import shutil
+import socket
+import sys
+import tempfile
 import warnings
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from types import ModuleType
@@ -78,17 +84,54 @@ def build_app(loaded: LoadedModel):
     return app
 
 
+LOCAL_HOSTS = {"127.0.0.1", "localhost", "::1"}
+
+
+def addresses(host: str, port: int) -> tuple[list[str], str | None]:
+    """The URLs to open for ``host`` (0.0.0.0 is no address to open), and a warning when others can reach it."""
+    if host in LOCAL_HOSTS or host.startswith("127."):
+        return [f"http://{host}:{port}"], None
+    urls = [f"http://127.0.0.1:{port}", f"http://{socket.gethostname()}:{port}"] if host in {"0.0.0.0", "::", ""} \
+        else [f"http://{host}:{port}"]
+    return urls, (f"--host {host} serves the demo to every machine that can reach this one: anyone on the "
+                  "network can upload photos to it and see the answers. Use the default --host 127.0.0.1 to keep "
+                  "it on this machine.")
+
+
+@contextlib.contextmanager
+def private_uploads() -> Iterator[Path]:
+    """A temporary folder only this user can read, for Gradio's uploads and images (``GRADIO_TEMP_DIR``);
+    removed afterwards, even on Ctrl-C. Gradio's default, ``/tmp/gradio``, keeps them and serves them."""
+    saved = os.environ.get("GRADIO_TEMP_DIR")
+    folder = Path(tempfile.mkdtemp(prefix="catdog-demo-", dir=saved))  # mode 0o700, in a chosen GRADIO_TEMP_DIR too
+    os.environ["GRADIO_TEMP_DIR"] = str(folder)
+    try:
+        yield folder
+    finally:
+        if saved is None:
+            os.environ.pop("GRADIO_TEMP_DIR", None)
+        else:
+            os.environ["GRADIO_TEMP_DIR"] = saved
+        shutil.rmtree(folder, ignore_errors=True)
+
+
 def serve(checkpoint: str | Path, host: str = "127.0.0.1", port: int = 7860, device: str = "auto") -> None:
     """Serve the demo page for ``checkpoint`` at http://HOST:PORT until Ctrl-C."""
-    _gradio()  # say that the extra is missing before loading anything
-    app = build_app(load_model(checkpoint, device))
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # the web stack's own deprecation and resource warnings
+    urls, warning = addresses(host, port)
+    with private_uploads(), warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # the web stack's own deprecation and resource warnings (unclosed loops)
+        _gradio()  # say that the extra is missing before loading anything
+        app = build_app(load_model(checkpoint, device))
         try:
             app.launch(server_name=host, server_port=port, share=False, quiet=True, prevent_thread_lock=True,
                        max_file_size=MAX_UPLOAD, footer_links=[])
         except OSError as error:
             raise CatdogError(f"cannot serve on {host}:{port} ({str(error).split('. ')[0]}); "
                               "pick another --port.") from None
-        print(f"catdog demo: open http://{host}:{port} in a browser (Ctrl-C stops it)", flush=True)
-        app.block_thread()
+        if warning:
+            print(f"catdog demo: warning: {warning}", file=sys.stderr, flush=True)
+        print(f"catdog demo: open {' or '.join(urls)} in a browser (Ctrl-C stops it)", flush=True)
+        try:
+            app.block_thread()
+        finally:
+            app.close()

@@ -17,6 +17,7 @@ import json
 import os
 import shutil
 import socket
+import ssl
 import stat
 import tarfile
 import tempfile
@@ -55,12 +56,19 @@ KAGGLE_AUTH = (
     "KAGGLE_KEY; kaggle.json in ~/.kaggle or $KAGGLE_CONFIG_DIR (chmod 600); `kaggle auth login`; on Colab, "
     "secrets of those names (key icon, left bar)"
 )
+def connection_problem(reason: object) -> str:
+    """Why a download failed to connect, in words: an SSL failure or a broken answer is not being offline."""
+    if isinstance(reason, ssl.SSLError):
+        return (f"SSL error: {reason}; the secure connection was refused (a network that intercepts HTTPS, "
+                "missing CA certificates, or a wrong clock?)")
+    if isinstance(reason, http.client.HTTPException):
+        return f"the server's answer was broken ({type(reason).__name__}: {reason})"
+    return f"{reason}; this machine looks offline or the server is unreachable"
+
+
 def offline_error(what: str, reason: object) -> CatdogError:
-    """The error for an unreachable server: what failed, why, and every other way to get the data."""
-    return CatdogError(
-        f"Could not download {what} ({reason}); this machine looks offline or the server is unreachable.\n"
-        + WAYS_TO_GET_DATA
-    )
+    """The error for a server that could not be reached: what failed, why, and every other way to get the data."""
+    return CatdogError(f"Could not download {what} ({connection_problem(reason)}).\n" + WAYS_TO_GET_DATA)
 
 
 # --- HTTP downloads -------------------------------------------------------------------------------
@@ -210,8 +218,29 @@ def _merge_into(source: Path, dest: Path) -> None:
         shutil.move(str(entry), str(target))
 
 
+# Zip bombs: photos barely compress (JPEG ~1:1), so a member over 1 MiB compressed more than 100:1, or more than
+# 16 GiB in all (the datasets here unpack to ~1 GB), is refused before anything is written. zipfile stops reading
+# a member at its declared size (a longer one fails its CRC), so the declared sizes bound what is written.
+MAX_EXTRACTED_BYTES = 16 << 30
+MAX_RATIO = 100
+RATIO_FROM_BYTES = 1 << 20
+
+
+def _check_zip_sizes(archive: Path, dest: Path, infos: list[zipfile.ZipInfo]) -> None:
+    """Refuse a zip whose members would unpack to too much, or one member compressed like a bomb."""
+    for info in infos:
+        if info.file_size > RATIO_FROM_BYTES and info.file_size > MAX_RATIO * max(info.compress_size, 1):
+            raise _unsafe(archive, dest, info.filename, f"it unpacks to {info.file_size:,} bytes from "
+                          f"{info.compress_size:,}, over {MAX_RATIO}:1 (a zip bomb; photos barely compress)")
+    total = sum(info.file_size for info in infos)
+    if total > MAX_EXTRACTED_BYTES:
+        raise _unsafe(archive, dest, infos[-1].filename, f"the archive unpacks to {total:,} bytes in all, over the "
+                      f"{MAX_EXTRACTED_BYTES >> 30} GiB limit")
+
+
 def extract_zip(archive: Path, dest: Path) -> Path:
-    """Extract a zip into ``dest`` after checking every member; raises CatdogError on unsafe or corrupt ones."""
+    """Extract a zip into ``dest`` after checking every member (names, kinds, sizes); raises CatdogError on
+    unsafe or corrupt ones."""
     archive, dest = Path(archive), Path(dest)
     try:
         with zipfile.ZipFile(archive) as bundle:
@@ -220,6 +249,7 @@ def extract_zip(archive: Path, dest: Path) -> Path:
                 kind = _SPECIAL_KINDS.get(stat.S_IFMT(info.external_attr >> 16))
                 if kind:
                     raise _unsafe(archive, dest, info.filename, kind)
+            _check_zip_sizes(archive, dest, bundle.infolist())
             with _staging(dest) as staged:
                 bundle.extractall(staged)
                 _merge_into(staged, dest)

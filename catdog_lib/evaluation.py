@@ -33,6 +33,7 @@ from .errors import CatdogError
 from .features import ViewSet, eval_views, extract_features
 from .layout import (IMAGE_EXTENSIONS, Sample, evaluation_folders, is_hidden_or_junk, is_image_file, match_classes,
                      natural_key)
+from .modelfile import check_checkpoint
 from .transforms import Preprocessing, eval_transform
 
 if TYPE_CHECKING:
@@ -71,11 +72,7 @@ class LoadedModel:
 def load_model(checkpoint: str | Path, device: str = "auto") -> LoadedModel:
     """Rebuild the architecture named in the checkpoint and load its weights (no download needed)."""
     data = load_checkpoint(Path(checkpoint))
-    meta = data.get("meta", {})
-    missing = {"arch", "classes", "preprocessing"} - set(meta)
-    if missing or "state_dict" not in data:
-        raise CatdogError(f"{checkpoint}: checkpoint lacks {', '.join(sorted(missing) or ['state_dict'])}; "
-                          "was it saved by `catdog train`?")
+    meta = check_checkpoint(checkpoint, data)
     model = create_model(meta["arch"], len(meta["classes"]), weights=None, head=meta.get("head"))
     try:
         model.load_state_dict(data["state_dict"])

@@ -22,6 +22,8 @@ from torchvision import transforms as T
 
 from . import __version__
 from .errors import CatdogError
+from .modelfile import check_onnx
+from .names import NAME_MAX, check_name_length, fit_name
 from .transforms import Preprocessing
 
 if TYPE_CHECKING:
@@ -66,6 +68,7 @@ def onnx_metadata(meta: dict) -> dict[str, str]:
 
 
 def _refuse_overwrite(out: Path, force: bool) -> None:
+    check_name_length(out, "--out file name")
     if out.is_dir():
         raise CatdogError(f"{out}: is a folder; pass a file name such as {out / 'model.onnx'}.")
     if out.exists() and not force:
@@ -90,7 +93,8 @@ def export_onnx(checkpoint: str | Path, out: str | Path, force: bool = False) ->
     loaded = load_model(checkpoint, "cpu")
     try:  # the temporary file first: an unwritable folder fails before the export's work
         out.parent.mkdir(parents=True, exist_ok=True)
-        handle, tmp = tempfile.mkstemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent)
+        handle, tmp = tempfile.mkstemp(prefix=f".{fit_name(out.name, limit=NAME_MAX - 24)}.", suffix=".tmp",
+                                       dir=out.parent)
         os.close(handle)
     except OSError as error:
         raise CatdogError(f"cannot write {out}: {error.strerror or error}. Choose a writable --out folder.") from None
@@ -170,5 +174,5 @@ def load_onnx(path: str | Path) -> OnnxClassifier:
     if meta.get("format") != FORMAT:
         raise CatdogError(f"{path}: an ONNX model without catdog's metadata (classes, image size); "
                           "export it with `catdog export`.")
-    prep = Preprocessing(int(meta["image_size"]), tuple(json.loads(meta["mean"])), tuple(json.loads(meta["std"])))
-    return OnnxClassifier(path, session, json.loads(meta["classes"]), prep, meta["arch"])
+    classes, prep = check_onnx(path, meta, session.get_inputs(), session.get_outputs())
+    return OnnxClassifier(path, session, classes, prep, meta.get("arch", "?"))

@@ -130,6 +130,9 @@ def file_digest(path: Path) -> str:
         return ""
 
 
+_UNWRITABLE: set[Path] = set()  # cache folders already warned about in this process
+
+
 class FeatureCache:
     """Feature vectors of one backbone + engine and precision (e.g. "openvino:fp32"), stored as shards
     of {"digest/view key": tensor}."""
@@ -167,8 +170,10 @@ class FeatureCache:
         try:
             atomic_write_bytes(self.folder / f"{hashlib.sha256(data).hexdigest()}.pt", data)
         except CatdogError as error:
-            warnings.warn(f"feature cache not written ({error}); continuing without it. "
-                          "Set CATDOG_CACHE_DIR to a writable folder to reuse features next time.", stacklevel=2)
+            if self.folder not in _UNWRITABLE:  # once per folder: every shard after the first fails the same way
+                _UNWRITABLE.add(self.folder)
+                warnings.warn(f"feature cache not written ({error}); continuing without it. "
+                              "Set CATDOG_CACHE_DIR to a writable folder to reuse features next time.", stacklevel=2)
             return
         for tmp in self.folder.glob(".*.tmp"):
             with contextlib.suppress(OSError):

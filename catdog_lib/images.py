@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import contextlib
 import io
+import os
+import stat
 import struct
 import threading
 import warnings
@@ -30,6 +32,9 @@ WARNINGS_LOCK = threading.RLock()
 MAX_PIXELS = Image.MAX_IMAGE_PIXELS or 89_478_485
 # JPEG draft mode decodes at down to 1/8 of each side, so a JPEG may claim 64x the pixels we decode.
 JPEG_DRAFT_MAX_PIXELS = 64 * MAX_PIXELS
+# A progressive JPEG is decoded through a buffer of every DCT coefficient at full size (2 bytes per pixel and
+# component), draft mode or not: it may claim only as much as an RGB photo at the pixel limit needs (~537 MB).
+PROGRESSIVE_JPEG_BUDGET = 2 * 3 * MAX_PIXELS
 # What the decoders raise on damaged or hostile files (found by fuzzing JPEG, PNG, WebP, TIFF, GIF bytes).
 DECODER_ERRORS = (OSError, SyntaxError, ValueError, TypeError, struct.error, IndexError, KeyError,
                   RuntimeError, EOFError, ZeroDivisionError, OverflowError, AttributeError, AssertionError)
@@ -81,7 +86,7 @@ def _unsupported_photo(kind: str) -> str:
 
 
 @contextlib.contextmanager
-def _pixel_limit(limit: int) -> Iterator[None]:
+def _pillow_pixel_limit(limit: int | None) -> Iterator[None]:
     """Pillow's decompression-bomb limit set to ``limit`` while opening.
 
     A process-wide setting: images are decoded one at a time per process (DataLoader workers are processes).
@@ -114,26 +119,40 @@ def _without_exif(data: bytes) -> bytes | None:
     return bytes(out + data[pos:]) if found else None
 
 
+def pixel_limit(image: Image.Image, draft: bool) -> tuple[int, str]:
+    """The most pixels ``image`` (opened, not decoded) may claim, and what kind of file that limit is for."""
+    if image.format != "JPEG":
+        return MAX_PIXELS, ""
+    if image.info.get("progressive") or image.info.get("progression"):
+        budget = PROGRESSIVE_JPEG_BUDGET // (2 * len(image.getbands()))  # 1 (gray), 3 (YCbCr) or 4 (CMYK)
+        return min(JPEG_DRAFT_MAX_PIXELS if draft else MAX_PIXELS, budget), " for a progressive JPEG"
+    return (JPEG_DRAFT_MAX_PIXELS, " for a JPEG") if draft else (MAX_PIXELS, "")
+
+
+def _check_pixels(image: Image.Image, path: Path, draft: bool) -> None:
+    """BadImageError naming the size and the one limit that applies, when ``image`` claims too many pixels."""
+    limit, kind = pixel_limit(image, draft)
+    width, height = image.size
+    if width * height > limit:
+        raise BadImageError(f"{path}: claims {width}x{height} pixels, over the {limit:,}-pixel limit{kind} "
+                            "(a decompression bomb or a scan); resize it below that")
+
+
 def _decode(source: Path | io.BytesIO, path: Path, min_size: int | None, draft: bool) -> Image.Image:
     """Open, bomb-check and decode one image, upright and RGB; Pillow's own exceptions escape.
 
     Damaged EXIF only loses the rotation. Pillow's warnings are repeated naming the file.
     """
-    limit = JPEG_DRAFT_MAX_PIXELS if draft else MAX_PIXELS
     with WARNINGS_LOCK, warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        warnings.simplefilter("ignore", Image.DecompressionBombWarning)  # our own check below names the size
-        with _pixel_limit(limit):
+        warnings.simplefilter("ignore", Image.DecompressionBombWarning)  # _check_pixels names the size
+        with _pillow_pixel_limit(None):  # Pillow's own check names other limits; ours below, before any decoding
             image = Image.open(source)
         with image:
-            width, height = image.size
+            _check_pixels(image, path, draft)
             if draft:
                 image.draft("RGB", (min_size, min_size))
-            if image.size[0] * image.size[1] > MAX_PIXELS or width * height > limit:
-                raise BadImageError(
-                    f"{path}: claims {width}x{height} pixels, over the {MAX_PIXELS:,}-pixel limit "
-                    "(a decompression bomb or a scan); resize it below that"
-                )
+                _check_pixels(image, path, draft=False)
             image.load()
             exif_problems = []
             try:
@@ -166,6 +185,15 @@ def _decode_damaged_exif(path: Path, min_size: int | None, draft: bool) -> Image
     return image
 
 
+def _refuse_special_file(path: Path) -> None:
+    """BadImageError for a FIFO, socket or device (reading one can block forever), found without opening it."""
+    mode = os.stat(path).st_mode
+    if not (stat.S_ISREG(mode) or stat.S_ISDIR(mode)):
+        kind = "a FIFO (named pipe)" if stat.S_ISFIFO(mode) else "a device or socket"
+        raise BadImageError(f"{path}: is {kind}, not a photo file; only regular files are read, remove it "
+                            "from the folder")
+
+
 def load_rgb(path: str | Path, min_size: int | None = None) -> Image.Image:
     """Open ``path`` as an upright RGB image.
 
@@ -177,6 +205,7 @@ def load_rgb(path: str | Path, min_size: int | None = None) -> Image.Image:
     path = Path(path)
     head = b""
     try:
+        _refuse_special_file(path)
         with open(path, "rb") as file:
             head = file.read(262)  # what filetype needs to name a format
         if not head:
@@ -199,12 +228,9 @@ def load_rgb(path: str | Path, min_size: int | None = None) -> Image.Image:
         raise BadImageError(f"{path}: no such file (moved or deleted after the folder was listed?)") from None
     except IsADirectoryError:
         raise BadImageError(f"{path}: is a folder, not an image file") from None
-    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as error:
-        # Pillow refuses these in Image.open, before our own size check can name the dimensions
-        raise BadImageError(
-            f"{path}: too many pixels for a photo, refused as a possible decompression bomb ({error}); "
-            f"resize it below {MAX_PIXELS:,} pixels"
-        ) from None
+    except Image.DecompressionBombError:  # a plugin checking a frame's size while decoding it
+        raise BadImageError(f"{path}: too many pixels for a photo (a decompression bomb or a scan); resize it "
+                            f"below {MAX_PIXELS:,} pixels") from None
     except DECODER_ERRORS as error:
         raise BadImageError(f"{path}: unreadable or truncated image ({type(error).__name__}: {error})") from None
 

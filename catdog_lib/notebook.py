@@ -9,6 +9,7 @@ Drive can hold the data and runs, and missing photos are downloaded.
 from __future__ import annotations
 
 import os
+import re
 import sys
 from pathlib import Path
 
@@ -76,9 +77,17 @@ def on_colab() -> bool:
     return "google.colab" in sys.modules
 
 
+def in_notebook_words(message: str) -> str:
+    """A message's advice as it applies in a notebook: there, a cell is run again, not a command."""
+    return re.sub(r"\b([Rr])un the same command again", r"\1un the same cell again", message)
+
+
 def show_catdog_error(shell, etype, value, tb, tb_offset=None) -> list[str]:
     """IPython's handler for CatdogError: show the message alone (it names the problem and the fix)
     as the cell's error output; the cell still fails, so "Run All" stops there."""
+    worded = in_notebook_words(str(value))
+    if worded != str(value):
+        value = etype(worded)
     lines = [f"\x1b[0;31m{etype.__name__}\x1b[0m: {value}"]
     shell._showtraceback(etype, value, lines)  # what IPython and ipykernel show an error with
     return lines

@@ -7,16 +7,24 @@ Every way in ends in a file checked to be a readable image; anything else raises
 from __future__ import annotations
 
 import hashlib
+import http.client
+import os
+import tempfile
+import urllib.request
 from pathlib import Path
-from urllib.parse import urlparse
+from urllib.error import HTTPError
+from urllib.parse import quote, unquote, urlparse
 
 from matplotlib.figure import Figure
 
-from .download import fetch
+from .download import CHUNK_BYTES, TIMEOUT_S, connection_problem
 from .errors import CatdogError
 from .evaluation import LoadedModel, predict
 from .gradcam import CamResult
 from .images import image_problem
+from .names import fit_name, printable
+
+MAX_PHOTO_BYTES = 50 << 20  # no photo needs more (the web demo's upload limit too)
 
 
 def _checked(path: Path, shown_as: str, remove_if_bad: bool = False) -> Path:
@@ -32,22 +40,53 @@ def _checked(path: Path, shown_as: str, remove_if_bad: bool = False) -> Path:
 def save_upload(name: str, content: bytes, folder: Path) -> Path:
     """Write an uploaded file (``name``, ``content``) into ``folder``; one that is not an image is refused and removed."""
     folder.mkdir(parents=True, exist_ok=True)
-    path = folder / (Path(name).name or "upload")
+    path = folder / fit_name(name, "upload")  # no folder part, `..` or NUL; short enough to create
     path.write_bytes(content)
-    return _checked(path, name, remove_if_bad=True)
+    return _checked(path, printable(name.replace("\0", "\\0")), remove_if_bad=True)
+
+
+def _why(error: Exception) -> str:
+    """Why a download failed, in words."""
+    if isinstance(error, HTTPError):
+        return f"the server answered {error.code} {error.reason}"
+    if isinstance(error, ValueError):
+        return f"not a URL that can be fetched ({error})"
+    return connection_problem(getattr(error, "reason", error))
+
+
+def _download_photo(url: str, folder: Path) -> Path:
+    """Stream ``url`` to a temporary file in ``folder`` (at most MAX_PHOTO_BYTES), check that it is a photo, then
+    keep it under a name made from its content: each call downloads again, so a changed photo is never stale."""
+    folder.mkdir(parents=True, exist_ok=True)
+    handle, tmp = tempfile.mkstemp(prefix=".download-", suffix=".tmp", dir=folder)
+    digest = hashlib.sha256()
+    too_big = f"{url}: over {MAX_PHOTO_BYTES >> 20} MB, far more than a photo needs; download stopped."
+    try:
+        quoted = quote(url, safe=":/?#[]@!$&'()*+,;=%~")  # a pasted URL may hold non-ASCII letters
+        request = urllib.request.Request(quoted, headers={"User-Agent": "catdog-course"})
+        with os.fdopen(handle, "wb") as file, urllib.request.urlopen(request, timeout=TIMEOUT_S) as response:
+            if int(response.headers.get("Content-Length") or 0) > MAX_PHOTO_BYTES:
+                raise CatdogError(too_big)
+            while chunk := response.read(CHUNK_BYTES):
+                if file.tell() + len(chunk) > MAX_PHOTO_BYTES:
+                    raise CatdogError(too_big)
+                file.write(chunk)
+                digest.update(chunk)
+        _checked(Path(tmp), url)
+        target = folder / f"{digest.hexdigest()[:12]}-{fit_name(unquote(Path(urlparse(url).path).name), 'photo')}"
+        os.replace(tmp, target)
+        return target
+    except (OSError, http.client.HTTPException, ValueError) as error:
+        raise CatdogError(f"cannot download the photo from {url}: {_why(error)}. Save it and give its path "
+                          "instead.") from None
+    finally:
+        Path(tmp).unlink(missing_ok=True)
 
 
 def fetch_photo(source: str, folder: Path) -> Path:
     """A photo from a local path or an http(s) URL (downloaded into ``folder``), checked to be an image."""
     if urlparse(source).scheme in {"http", "https"}:
-        name = Path(urlparse(source).path).name or "photo"
-        target = folder / f"{hashlib.sha1(source.encode()).hexdigest()[:8]}-{name}"
-        try:
-            fetch(source, target, progress=False)
-        except CatdogError as error:
-            reason = str(error).splitlines()[0]
-            raise CatdogError(f"cannot download the photo: {reason} Save it and give its path instead.") from None
-        return _checked(target, source, remove_if_bad=True)
+        return _download_photo(source, folder)
     path = Path(source).expanduser()
     if not path.is_file():
         raise CatdogError(f"{source}: no such file; give the path of a photo or an http(s) URL.")

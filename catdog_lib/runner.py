@@ -181,7 +181,12 @@ def run_course(fast: bool, out: Path | None, notebooks: Sequence[Path] | None = 
     """
     fast = fast or fast_mode()
     out = Path(out) if out else config.runs_dir() / datetime.now().strftime("%Y%m%d-%H%M%S")
-    out.mkdir(parents=True, exist_ok=True)
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        raise CatdogError(f"cannot write to {out}: {error.strerror or error}. The course writes its data and runs "
+                          f"in the course folder {config.home()}: run it from a folder you can write, set "
+                          "CATDOG_HOME (or CATDOG_RUNS_DIR) to one, or pass --out.") from None
     paths = [Path(p) for p in notebooks] if notebooks is not None else [NOTEBOOK_DIR / n for n in NOTEBOOKS]
     since = time.time() - 1  # file times may be rounded down a little
     print(f"course run into {out} ({'fast mode' if fast else 'full course'})")

@@ -69,7 +69,8 @@ def _read(path: Path) -> str | None:
 
 def write_student_copy(notebooks: Sequence[Path], out: Path, repository: str = REPOSITORY,
                        folder: str = STUDENT_FOLDER) -> list[Path]:
-    """Write the student copy of ``notebooks`` into ``out``; returns the files written. Its badges and install
+    """Write the student copy of ``notebooks`` into ``out``; returns its files (identical ones are not rewritten).
+    Its badges and install
     cells open the copy published as ``folder`` in ``repository``.
 
     A notebook already in ``out`` is only replaced by an identical one: if it differs (a student's
@@ -95,5 +96,6 @@ def write_student_copy(notebooks: Sequence[Path], out: Path, repository: str = R
     except OSError as error:
         raise CatdogError(f"cannot create {out}: {error.strerror or error}; choose a writable folder.") from None
     for target, text in texts.items():
-        atomic_write_text(target, text)
+        if _read(target) != text:  # an identical copy is left alone (the folder may be read-only)
+            atomic_write_text(target, text)
     return list(texts)

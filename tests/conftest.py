@@ -29,6 +29,18 @@ NOBODY = 65534
 CLASS_COLORS = {"cats": (210, 90, 60), "dogs": (60, 90, 210), "birds": (60, 200, 80)}
 
 
+def pytest_report_header(config: pytest.Config) -> str:
+    """Which Pillow decodes the photos in this run: installing the demo extra (Gradio pins pillow<13) replaces the
+    course's Pillow, so the browser tests may decode with another version than `make test`."""
+    import importlib.metadata
+    import importlib.util
+
+    import PIL
+
+    gradio = importlib.util.find_spec("gradio") and importlib.metadata.version("gradio")
+    return f"Pillow {PIL.__version__}" + (f" (Gradio {gradio} installed: it pins pillow<13)" if gradio else "")
+
+
 # --- images and datasets --------------------------------------------------------------------------
 
 
