@@ -70,8 +70,7 @@ def _read(path: Path) -> str | None:
 def write_student_copy(notebooks: Sequence[Path], out: Path, repository: str = REPOSITORY,
                        folder: str = STUDENT_FOLDER) -> list[Path]:
     """Write the student copy of ``notebooks`` into ``out``; returns its files (identical ones are not rewritten).
-    Its badges and install
-    cells open the copy published as ``folder`` in ``repository``.
+    Its badges and install cells open the copy published as ``folder`` in ``repository``.
 
     A notebook already in ``out`` is only replaced by an identical one: if it differs (a student's
     work, or a copy made from older notebooks) nothing is written and the error names it.
