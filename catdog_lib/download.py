@@ -561,7 +561,7 @@ def get_course_data(source: str = DEFAULT_SOURCE, *, root: str | os.PathLike | N
     course should use: a course-sized subset of it, hard-linked into ``config.data_root(root)``, or with
     ``all_photos`` every photo. Asking again downloads nothing."""
     if source == "petimages" and not all_photos and not (config.data_dir() / source).exists():
-        subset = _course_photos_by_ranges(url or PETIMAGES_URL, config.data_root(root), progress)
+        subset = _course_photos_by_ranges(url or SOURCES[source].url, config.data_root(root), progress)
         if subset is not None:
             return subset
     full = download_dataset(source, config.data_dir() / source, url=url, progress=progress)

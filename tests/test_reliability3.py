@@ -36,9 +36,11 @@ GIB = 1 << 30
 
 def run_bounded(code: str, *args: str | Path, limit: int = 2 * GIB, timeout: float = 60) -> tuple[str, int]:
     """Run a Python snippet with at most ``limit`` bytes of heap (RLIMIT_DATA: torch maps more address space than
-    it uses, so RLIMIT_AS would stop its import); (its output, its peak RSS in bytes)."""
+    it uses, so RLIMIT_AS would stop its import); (its output, its peak RSS in bytes: VmHWM, not ru_maxrss, which
+    Linux carries over from the forking process through exec)."""
     bounded = ("import resource, sys\nresource.setrlimit(resource.RLIMIT_DATA, (%d, %d))\n" % (limit, limit)
-               + code + "\nprint('peak', resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024)")
+               + code + "\nprint('peak', next(int(line.split()[1]) for line in open('/proc/self/status')"
+               " if line.startswith('VmHWM')) * 1024)")
     result = subprocess.run([sys.executable, "-c", bounded, *map(str, args)], capture_output=True,
                             encoding="utf-8", timeout=timeout, env=subprocess_env(), cwd=REPO)
     assert result.returncode == 0, result.stderr
