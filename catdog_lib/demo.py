@@ -103,6 +103,8 @@ def private_uploads() -> Iterator[Path]:
     """A temporary folder only this user can read, for Gradio's uploads and images (``GRADIO_TEMP_DIR``);
     removed afterwards, even on Ctrl-C. Gradio's default, ``/tmp/gradio``, keeps them and serves them."""
     saved = os.environ.get("GRADIO_TEMP_DIR")
+    if saved:  # a chosen folder Gradio would have created
+        Path(saved).mkdir(parents=True, exist_ok=True)
     folder = Path(tempfile.mkdtemp(prefix="catdog-demo-", dir=saved))  # mode 0o700, in a chosen GRADIO_TEMP_DIR too
     os.environ["GRADIO_TEMP_DIR"] = str(folder)
     try:
