@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import contextlib
+import os
 import random
+from collections.abc import Sequence
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -61,3 +64,35 @@ def inference_autocast(device: torch.device, enabled: bool = True) -> contextlib
     """Autocast to :func:`inference_dtype` (a no-op in float32)."""
     dtype = inference_dtype(device, enabled)
     return contextlib.nullcontext() if dtype == torch.float32 else torch.autocast(device.type, dtype=dtype)
+
+
+# The instruction sets that decide a backbone's speed on a CPU (docs/BENCHMARKS.md quotes figures per class)
+ISA_FLAGS = {"avx2": "AVX2", "avx512f": "AVX-512", "avx512_vnni": "VNNI", "avx_vnni": "AVX-VNNI",
+             "avx512_bf16": "BF16", "amx_tile": "AMX"}
+ISA_CAP_ENV = "ONEDNN_MAX_CPU_ISA"  # oneDNN (PyTorch's and OpenVINO's) uses no instruction set above this
+
+
+def instruction_sets(cpuinfo: Path = Path("/proc/cpuinfo")) -> list[str]:
+    """The ISA_FLAGS the first CPU in /proc/cpuinfo has (empty where it cannot be read, e.g. not Linux);
+    only AVX2 under ONEDNN_MAX_CPU_ISA=AVX2 (how `make bench ARGS=--avx2` plays a laptop without AVX-512)."""
+    with contextlib.suppress(OSError):
+        for line in cpuinfo.read_text().splitlines():
+            if line.lower().startswith(("flags", "features")):
+                flags = set(line.split(":", 1)[1].split())
+                found = [name for flag, name in ISA_FLAGS.items() if flag in flags]
+                return [name for name in found if name == "AVX2"] if os.environ.get(ISA_CAP_ENV) == "AVX2" else found
+    return []
+
+
+def cpu_class(isa: Sequence[str]) -> str:
+    """The class figures are quoted for: the best of AMX, AVX-512 with BF16, AVX-512, AVX2, other."""
+    for needed, label in (("AMX", "AMX"), ("BF16", "AVX512-BF16"), ("AVX-512", "AVX-512"), ("AVX2", "AVX2")):
+        if needed in isa:
+            return label
+    return "no AVX2"
+
+
+def cpu_has_int8_dot(cpuinfo: Path = Path("/proc/cpuinfo")) -> bool:
+    """True where int8 convolutions have a dot-product instruction (VNNI, AVX-VNNI or AMX): 1.9x float32 on
+    the default backbone; AVX2 alone gave 1.3x, which quantizing (~7 s) does not pay back (docs/BENCHMARKS.md)."""
+    return any(name in instruction_sets(cpuinfo) for name in ("VNNI", "AVX-VNNI", "AMX"))

@@ -23,6 +23,7 @@ transform never reuses stale features.
 from __future__ import annotations
 
 import contextlib
+import functools
 import hashlib
 import io
 import json
@@ -41,8 +42,9 @@ from tqdm.auto import tqdm
 
 from .checkpoint import atomic_write_bytes
 from .datasets import SkippedFiles, iterate_good, make_loader
-from .engine import Runner, backbone_runner, engine_identity
+from .engine import CALIBRATION_PHOTOS, QUANTIZE_FROM, Runner, backbone_runner, engine_identity
 from .errors import CatdogError
+from .images import BadImageError, load_rgb
 from .layout import Sample
 from .prefetch import prefetched
 
@@ -222,6 +224,18 @@ def compute_features(
     return (torch.cat(outputs, dim=1) if outputs else torch.empty(len(views.names), 0, 0)), kept
 
 
+def calibration_photos(samples: Sequence[Sample], views: ViewSet, n: int = CALIBRATION_PHOTOS,
+                       min_size: int | None = None) -> torch.Tensor:
+    """The first ``n`` readable photos of ``samples`` in their first view: what an int8 backbone is calibrated on."""
+    photos = []
+    for path, _ in samples:
+        with contextlib.suppress(BadImageError):
+            photos.append(views.view(load_rgb(path, min_size), 0))
+        if len(photos) == n:
+            break
+    return torch.stack(photos)
+
+
 def extract_features(
     backbone: torch.nn.Module,
     backbone_id: str,
@@ -231,29 +245,42 @@ def extract_features(
     skipped: SkippedFiles,
     cache_root: Path | None = None,
     reduced_precision: bool = True,
+    calibrate: bool = False,
     **kwargs,
 ) -> FeatureSet:
     """Features for every good sample and view, from the cache where possible, computing and caching the rest.
 
-    The engine (:func:`engine.backbone_runner`) is only built when some features are missing.
+    The engine (:func:`engine.backbone_runner`) is only built when some features are missing. ``calibrate``
+    (training photos only): with ``QUANTIZE_FROM`` photos or more to compute, the backbone may be quantized
+    to int8, calibrated on the first of them.
     """
-    cache = FeatureCache(cache_root, backbone_id, engine_identity(device, reduced_precision)) if cache_root else None
-    known = cache.load() if cache else {}
+    def cached_under(identity: str) -> tuple[dict[str, torch.Tensor], list[int]]:
+        known = FeatureCache(cache_root, backbone_id, identity).load() if cache_root else {}
+        return known, [i for i in range(len(samples)) if not all(f"{digests[i]}/{name}" in known for name in names)]
+
     digests = [file_digest(path) for path, _ in samples]
     names = views.cache_names()
+    identity = engine_identity(device, reduced_precision, backbone)
+    known, missing = cached_under(identity)
+    if missing:
+        todo = [samples[i] for i in missing]
+        calibration = None
+        if calibrate and len(missing) >= QUANTIZE_FROM and len(todo) >= CALIBRATION_PHOTOS:
+            calibration = functools.partial(calibration_photos, todo, views, min_size=kwargs.get("min_size"))
+        runner = backbone_runner(backbone, backbone_id, device, reduced_precision, calibration=calibration)
+        if runner.identity != identity:  # int8 quantized just now, or an engine fell back: its own cache
+            identity = runner.identity
+            known, missing = cached_under(identity)
+        computed, kept = compute_features(runner, [samples[i] for i in missing], views, skipped, **kwargs)
+        new = {f"{digests[missing[j]]}/{name}": computed[v, k]
+               for k, j in enumerate(kept) for v, name in enumerate(names)}
+        if cache_root:
+            FeatureCache(cache_root, backbone_id, identity).add(new)
+        known.update(new)
 
     def cached(i: int) -> bool:
         return all(f"{digests[i]}/{name}" in known for name in names)
 
-    missing = [i for i in range(len(samples)) if not cached(i)]
-    if missing:
-        runner = backbone_runner(backbone, backbone_id, device, reduced_precision)
-        computed, kept = compute_features(runner, [samples[i] for i in missing], views, skipped, **kwargs)
-        new = {f"{digests[missing[j]]}/{name}": computed[v, k]
-               for k, j in enumerate(kept) for v, name in enumerate(names)}
-        if cache_root:  # under the engine that computed them (PyTorch, if the chosen engine fell back)
-            FeatureCache(cache_root, backbone_id, runner.identity).add(new)
-        known.update(new)
     good = [i for i in range(len(samples)) if cached(i)]
     skipped.add((str(samples[i][0]), f"{samples[i][0]}: unreadable") for i in range(len(samples)) if not cached(i))
     if not good:

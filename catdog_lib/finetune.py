@@ -66,7 +66,8 @@ def stage_inputs(model: TransferNet, arch: str, backbone_id: str, split: Split, 
 
     trunk, _ = split_backbone(arch, model.backbone)
     return feature_batches(TransferNet(trunk, nn.Identity()), stage_id(backbone_id, arch), split, views,
-                           valid_transform, batch_size, seed, device, skipped, dtype=STAGE_DTYPE, **extract)
+                           valid_transform, batch_size, seed, device, skipped, dtype=STAGE_DTYPE,
+                           calibrate=False, **extract)  # the stage is fine-tuned on float32 inputs
 
 
 def keeps(row: dict, frozen: dict) -> bool:

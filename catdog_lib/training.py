@@ -177,11 +177,12 @@ class FeatureBatches:
 
 def feature_batches(model: TransferNet, backbone_id: str, split: Split, views: ViewSet, valid_transform,
                     batch_size: int, seed: int, device: torch.device, skipped: SkippedFiles,
-                    cache: bool = True, min_size: int | None = None, **extract) -> FeatureBatches:
+                    cache: bool = True, min_size: int | None = None, calibrate: bool = True,
+                    **extract) -> FeatureBatches:
     """The split's photos through the frozen backbone (every training view, one valid view), cached, as batches."""
     options = dict(device=device, skipped=skipped, min_size=min_size, batch_size=batch_size,
                    cache_root=cache_dir() / "features" if cache else None, **extract)
-    train = extract_features(model.backbone, backbone_id, split.train, views, **options)
+    train = extract_features(model.backbone, backbone_id, split.train, views, calibrate=calibrate, **options)
     valid = extract_features(model.backbone, backbone_id, split.valid, eval_views(valid_transform), **options)
     if not len(valid.labels):
         raise CatdogError("no readable validation images; check the data with `catdog data check`.")

@@ -174,7 +174,7 @@ def test_a_forced_engine_that_is_unknown_or_missing_is_a_clear_error(monkeypatch
         engine_name(CPU)
     _hide_engines(monkeypatch)
     monkeypatch.setenv(engine.ENGINE_ENV, "openvino")
-    with pytest.raises(CatdogError, match="openvino is not installed. pip install openvino, or unset"):
+    with pytest.raises(CatdogError, match="openvino not installed. pip install openvino, or unset"):
         engine_name(CPU)
     monkeypatch.setenv(engine.ENGINE_ENV, "torch")
     assert engine_name(CPU) == "torch"
