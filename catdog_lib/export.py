@@ -8,9 +8,11 @@ a program elsewhere needs to use it: image size, mean/std (applied inside), clas
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import tempfile
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -111,19 +113,26 @@ def export_onnx(checkpoint: str | Path, out: str | Path, force: bool = False) ->
 
 
 def _write_onnx(loaded: LoadedModel, source: str, path: str) -> None:
-    """Trace the model with torch.export, translate it to ONNX, add the metadata, check it and save it to ``path``."""
+    """Trace the model to ONNX, add the metadata, check it and save it to ``path``.
+
+    TorchScript's exporter (torch marks it as legacy): 2-3 s on 2 cores, where torch.export's took ~12 s
+    for the same graph (docs/BENCHMARKS.md); catdog_lib/engine.py exports the backbone the same way.
+    """
     import onnx
 
     model = Deployable(loaded.model.float().to(memory_format=torch.contiguous_format), loaded.prep).eval()
     size = loaded.prep.image_size
+    buffer = io.BytesIO()
     try:
-        program = torch.onnx.export(
-            model, (torch.rand(2, 3, size, size),), dynamo=True, verbose=False, input_names=["image"],
-            output_names=["logits", "probabilities"], dynamic_shapes=({0: torch.export.Dim("batch", min=1)},))
-    except Exception as error:  # torch.export and the ONNX translation raise many types; name the first line
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # the legacy exporter's deprecation notice
+            torch.onnx.export(model, (torch.rand(2, 3, size, size),), buffer, dynamo=False, input_names=["image"],
+                              output_names=["logits", "probabilities"],
+                              dynamic_axes={name: {0: "batch"} for name in ("image", "logits", "probabilities")})
+    except Exception as error:  # tracing and the ONNX translation raise many types; name the first line
         first = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
         raise CatdogError(f"{source}: cannot export the {loaded.meta['arch']} model to ONNX ({first}).") from None
-    proto = program.model_proto
+    proto = onnx.load_from_string(buffer.getvalue())
     meta = onnx_metadata(loaded.meta)
     proto.doc_string = f"catdog {meta['arch']} classifier for {', '.join(loaded.classes)} (from {source}). " \
                        f"Input: {meta['input']}."
