@@ -53,7 +53,7 @@ from catdog_lib.backbones import DEFAULT_ARCH, create_model, get_arch
 from catdog_lib.config import CACHE_ENV, DATA_ENV, REPO_ROOT, RUNS_ENV
 from catdog_lib.datasets import SkippedFiles
 from catdog_lib.devices import ISA_CAP_ENV, cpu_class, instruction_sets, pick_device, set_seed
-from catdog_lib.engine import ENGINE_ENV, ENGINES, backbone_runner, engine_identity, engine_name
+from catdog_lib.engine import ENGINE_ENV, ENGINES, INT8, backbone_runner, engine_identity, engine_name
 from catdog_lib.errors import CatdogError
 from catdog_lib.evaluation import evaluate_folder, load_model
 from catdog_lib.features import calibration_photos, compute_features, training_views
@@ -145,7 +145,7 @@ def machine_info() -> dict[str, Any]:
     return {"cpu": cpu_model(), "cores": os.cpu_count(), "torch_threads": torch.get_num_threads(),
             "isa_cap": os.environ.get(ISA_CAP_ENV, ""),
             "torch": str(torch.__version__), "device": name, "isa": isa, "cpu_class": cpu_class(isa),
-            "engine": engine_identity(device)}
+            "engine": engine_identity(device) if engine_name(device) != INT8 else ENGINES[INT8].identity}
 
 
 def machine_label(machine: dict[str, Any]) -> str:

@@ -120,6 +120,11 @@ def validate(net: nn.Module, batches, loss_fn: nn.Module) -> tuple[float, float]
     return loss_sum / max(total, 1), correct / max(total, 1)
 
 
+def rank(row: dict) -> tuple[float, float]:
+    """Best-epoch order: higher valid accuracy, then lower valid loss."""
+    return row["valid_accuracy"], -row["valid_loss"]
+
+
 @dataclass
 class RunState:
     """What a resumed run needs besides model, optimizer and scheduler."""
@@ -135,9 +140,8 @@ class RunState:
 
     def is_best(self, row: dict) -> bool:
         """True (and remembered) when an epoch beats the best valid accuracy so far (ties: lower loss)."""
-        accuracy, loss = row["valid_accuracy"], row["valid_loss"]
-        if accuracy > self.best_accuracy or (accuracy == self.best_accuracy and loss < self.best_loss):
-            self.best_accuracy, self.best_loss, self.best_epoch = accuracy, loss, row["epoch"]
+        if rank(row) > (self.best_accuracy, -self.best_loss):
+            self.best_accuracy, self.best_loss, self.best_epoch = row["valid_accuracy"], row["valid_loss"], row["epoch"]
             return True
         return False
 
@@ -462,18 +466,13 @@ def train(cfg: TrainConfig, resume: bool = False) -> dict:
     return run.metrics(state, skipped)
 
 
-def _rank(row: dict) -> tuple[float, float]:
-    """Best-epoch order: higher valid accuracy, then lower valid loss."""
-    return row["valid_accuracy"], -row["valid_loss"]
-
-
 def finetune_stage(cfg: TrainConfig, model: TransferNet, split: Split, device: torch.device, skipped: SkippedFiles,
                    run: RunFolder, state: RunState) -> None:
     """The finetune recipe's second stage, from the head stage's best model (kept as ``head.pt``; a run resumed
     inside this stage starts it again): the last stage and the head on cached stage inputs, BatchNorm in eval
     mode. A fine-tuned epoch replaces best.pt only if :func:`finetune.keeps` it."""
     head_rows = [row for row in state.history if row.get("stage") == "head"]
-    frozen = max(head_rows, key=_rank)  # the first of equals, as RunState.is_best picks it
+    frozen = max(head_rows, key=rank)  # the first of equals, as RunState.is_best picks it
     head_pt, best_pt = run.out / "head.pt", run.out / "best.pt"
     if head_pt.exists():  # resumed: best.pt may hold a fine-tuned epoch of the interrupted stage
         atomic_write_bytes(best_pt, head_pt.read_bytes())
@@ -507,7 +506,7 @@ def finetune_stage(cfg: TrainConfig, model: TransferNet, split: Split, device: t
         state.history.append(row)
         state.epoch += 1
         run.log(row)
-        if keeps(row, frozen) and (kept is None or _rank(row) > _rank(kept)):
+        if keeps(row, frozen) and (kept is None or rank(row) > rank(kept)):
             kept = row
             state.best_accuracy, state.best_loss, state.best_epoch = valid_acc, valid_loss, row["epoch"]
             run.save_best(model, row)

@@ -228,9 +228,10 @@ def test_an_unwritable_engine_cache_warns_and_still_uses_the_engine(tmp_path, mo
 
 
 @pytest.mark.skipif(not engine.installed("openvino"), reason="OpenVINO not installed")
-def test_openvino_runs_without_reporting_usage(tmp_path):
-    """Importing OpenVINO through the engine starts no telemetry process and never loads its telemetry module,
-    even where that module is installed (it is a dependency of the openvino package)."""
+@pytest.mark.parametrize("name", [name for name in ("openvino", engine.INT8) if engine.ENGINES[name].installed()])
+def test_openvino_runs_without_reporting_usage(tmp_path, name):
+    """Importing OpenVINO (and NNCF, for int8) through the engine starts no telemetry process and never loads
+    their telemetry module, even where it is installed (a dependency of both packages)."""
     script = tmp_path / "main.py"  # a main module with a file: the spawn start method would import it again
     script.write_text(f"""
 import multiprocessing, sys, torch
@@ -241,14 +242,17 @@ original = multiprocessing.process.BaseProcess.start
 multiprocessing.process.BaseProcess.start = lambda self: started.append(self) or original(self)
 from catdog_lib.backbones import create_model
 from catdog_lib import engine
+engine.INT8_MIN_MEDIAN_COSINE = -1.0  # random weights and images: only the imports are under test
 if __name__ == "__main__":
     assert engine.installed(engine.TELEMETRY), "openvino-telemetry is not installed: nothing to hide"
     runner = engine.backbone_runner(create_model("efficientnet_lite0", 2, weights=None).backbone, "lite0",
-                                    torch.device("cpu"), cache_root=Path({str(tmp_path)!r}))
+                                    torch.device("cpu"), cache_root=Path({str(tmp_path)!r}),
+                                    calibration=lambda: torch.randn(8, 3, 64, 64))
     features = runner(torch.zeros(1, 3, 64, 64))
-    print(runner.identity, tuple(features.shape), len(started), engine.TELEMETRY in sys.modules)
+    print(runner.identity.split("/")[0], tuple(features.shape), len(started), engine.TELEMETRY in sys.modules)
 """)
     result = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=300,
-                            env={**os.environ, engine.ENGINE_ENV: "openvino"})
+                            env={**os.environ, engine.ENGINE_ENV: name})
     assert result.returncode == 0, result.stderr
-    assert result.stdout.split() == ["openvino:fp32", "(1,", "1280)", "0", "False"]
+    identity = engine.ENGINES[name].identity
+    assert result.stdout.split() == [identity, "(1,", "1280)", "0", "False"]

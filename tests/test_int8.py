@@ -22,6 +22,13 @@ CPU = torch.device("cpu")
 needs_int8 = pytest.mark.skipif(not engine.ENGINES[INT8].installed(), reason="openvino and nncf not installed")
 
 
+@pytest.fixture(autouse=True)
+def _own_engine_cache(tmp_path, monkeypatch):
+    """A quantized model here stays here: in the session's shared engine cache it would be used by every later
+    test extracting features of the same weights (as it is meant to be, within one cache)."""
+    monkeypatch.setenv("CATDOG_CACHE_DIR", str(tmp_path / "own-cache"))
+
+
 def _features(backbone: nn.Module, samples, prep, cache: Path, calibrate: bool) -> features.FeatureSet:
     return extract_features(backbone, f"{DEFAULT_ARCH}:default", samples, eval_views(eval_transform(prep)), CPU,
                             SkippedFiles(), cache_root=cache, min_size=prep.image_size, progress=False,
