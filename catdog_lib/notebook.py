@@ -26,7 +26,7 @@ DRIVE_MOUNT = "/content/drive"
 DRIVE_HOME = f"{DRIVE_MOUNT}/MyDrive/catdog"  # data/ and runs/ go here with setup(drive=True)
 NO_DRIVE = ("Colab gives each notebook a fresh machine: without DRIVE = True (parameters cell) this one fetches "
             "the course's photos again (~95 MB from PetImages) and notebooks 05 and 06 first retrain the model "
-            "(30 s of training on 2 CPU cores in docs/BENCHMARKS.md; Colab's CPUs are slower).")
+            "(30-70 s of training on the 2-core CPUs of docs/BENCHMARKS.md; Colab's may be slower).")
 _said: list[str] = []  # NO_DRIVE is said once per kernel
 BADGE = "[![Open In Colab](https://colab.research.google.com/assets/colab-badge.svg)]"
 # The first code cell of every notebook; it installs only on Colab, and a failed install stops "Run all".
