@@ -218,7 +218,9 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--lr", type=_learning_rate,
                        help=f"learning rate (default {defaults['lr']['features']} features and finetune's "
                             f"head stage, {defaults['lr']['whole']} whole)")
-    train.add_argument("--seed", type=_seed, help=f"0 to 2**32-1 (default {defaults['seed']})")
+    train.add_argument("--seed", type=_seed, help=f"the head's initial weights and the photos' order, 0 to 2**32-1 (default "
+                                                f"{defaults['seed']}); the train/valid split stays the tutorial's "
+                                                f"(random_state 42)")
     train.add_argument("--weights", help="'default' (ImageNet; downloads for torchvision archs), "
                                          "a local .pth file, or 'none'")
     train.add_argument("--resume", type=_existing_path("run folder"), help="continue an interrupted run")

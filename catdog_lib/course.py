@@ -107,6 +107,12 @@ def course_split(root: Path, path: Path = COURSE_SPLIT) -> Split:
     return split
 
 
+def _course_split_file(root: Path, path: Path = COURSE_SPLIT) -> Path:
+    """Notebook 01's saved split of ``root`` (made now if it has none), for ``TrainConfig.split_file``."""
+    course_split(root, path)
+    return path
+
+
 def fresh_course_run(run: Path = COURSE_RUN) -> Path:
     """Remove a previous course run so that training really starts from scratch."""
     if run.exists():
@@ -128,8 +134,13 @@ def _mismatch(run: Path, root: Path) -> str | None:
         return f"it was trained on other data ({config['data']})"
     if config.get("per_class") != (FAST_PER_CLASS if fast_mode() else None):
         return "it was trained in the other mode (fast vs full)"
-    if config.get("valid_fraction") != course_split(root).valid_fraction:
-        return "it was trained on another train/valid split than notebook 01 made"
+    valid = {str(path) for path, _ in course_split(root).valid}
+    try:
+        trained_on = {str(path) for path, _ in Split.load(run / "split.json").train}
+    except CatdogError:
+        return "its split.json is missing"
+    if not trained_on.isdisjoint(valid):
+        return "it was trained on photos of notebook 01's validation split"
     return None
 
 
@@ -149,7 +160,7 @@ def ensure_course_checkpoint(data: Path | None = None, run: Path = COURSE_RUN) -
     fresh_course_run(run)
     fast = fast_mode()
     train(TrainConfig(data=str(root), out=str(run), arch=DEFAULT_ARCH, epochs=FAST_EPOCHS if fast else 40,
-                      valid_fraction=course_split(root).valid_fraction, per_class=FAST_PER_CLASS if fast else None))
+                      split_file=str(_course_split_file(root)), per_class=FAST_PER_CLASS if fast else None))
     return best
 
 

@@ -64,11 +64,13 @@ class TrainConfig:
     batch_size: int = 32
     lr: float | None = None  # None: DEFAULT_LR of the recipe
     weight_decay: float = 0.0
-    seed: int = 42
+    seed: int = 42  # the head's initial weights, dropout and the order of the photos; not the split
     flip_p: float = 0.3
     patience: int = 7
     finetune_epochs: int = 8  # finetune recipe: most epochs of its second stage (last stage + head)
     valid_fraction: float = 0.2
+    split_seed: int = 42  # the stratified split's random_state (the tutorial's 42), apart from ``seed``
+    split_file: str | None = None  # a saved split (notebook 01's): used as it is, valid_fraction and split_seed aside
     weights: str | None = "default"
     device: str = "auto"
     per_class: int | None = None  # use only the first N training photos of each class (fast mode)
@@ -243,12 +245,21 @@ def course_subset(split: Split, per_class: int | None) -> Split:
 
 
 def prepare_split(cfg: TrainConfig, out: Path, resume: bool) -> Split:
-    """The run's train/valid split: read back from split.json when resuming, else made from the data."""
+    """The run's train/valid split: read back from split.json when resuming, else ``cfg.split_file`` (a saved
+    split of the same data), else made from the data with ``cfg.split_seed``; ``cfg.seed`` never moves a photo
+    between training and validation."""
     manifest = out / "split.json"
     if resume and manifest.exists():
         return Split.load(manifest)
-    return course_subset(stratified_split(find_dataset(Path(cfg.data)).train(), cfg.valid_fraction, cfg.seed),
-                         cfg.per_class)
+    folders = find_dataset(Path(cfg.data)).train()
+    if cfg.split_file is None:
+        return course_subset(stratified_split(folders, cfg.valid_fraction, cfg.split_seed), cfg.per_class)
+    split = Split.load(Path(cfg.split_file))
+    if Path(split.root).resolve() != folders.root.resolve():
+        raise CatdogError(f"{cfg.split_file}: this split is of {split.root}, not of the data {folders.root}. "
+                          "Split that data first (notebook 01), or leave split_file out.")
+    cfg.valid_fraction, cfg.split_seed = split.valid_fraction, split.seed  # recorded as they are
+    return course_subset(split, cfg.per_class)
 
 
 def backbone_id(arch: str, weights: str | None, seed: int) -> str:
