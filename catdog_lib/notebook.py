@@ -29,7 +29,8 @@ NO_DRIVE = ("Colab gives each notebook a fresh machine: without DRIVE = True (pa
             "(30-70 s of training on the 2-core CPUs of docs/BENCHMARKS.md; Colab's may be slower).")
 _said: list[str] = []  # NO_DRIVE is said once per kernel
 BADGE = "[![Open In Colab](https://colab.research.google.com/assets/colab-badge.svg)]"
-# The first code cell of every notebook; it installs only on Colab, and a failed install stops "Run all".
+# The first code cell of every notebook; it installs only on Colab, and a failed install stops "Run all" with
+# pip's words and one line saying what to do (IPython shows a SystemExit as its message, without a traceback).
 INSTALL_CELL = """\
 # On Colab, install the course's library; elsewhere it is already installed.
 import subprocess
@@ -39,11 +40,9 @@ if "google.colab" in sys.modules:
     PACKAGE = "{requirement}"
     pip = subprocess.run([sys.executable, "-m", "pip", "install", "--quiet", PACKAGE], capture_output=True, text=True)
     if pip.returncode:
-        class InstallFailed(Exception):
-            _render_traceback_ = lambda self: [f"InstallFailed: {{self}}"]  # one line, no traceback
         print(pip.stderr[-3000:])
-        raise InstallFailed(f"pip could not install {{PACKAGE}} (its words are above). Check the internet "
-                            "connection (Runtime > Restart session if it dropped), then run this cell again.")"""
+        raise SystemExit(f"pip could not install {{PACKAGE}} (its words are above): check the internet connection, "
+                         "then run this cell again.")"""
 
 
 def colab_url(notebook: str, repository: str = REPOSITORY, folder: str = "notebooks") -> str:
