@@ -3,6 +3,7 @@
 #   make test  - the test suite (notebooks included)
 #   make test-browser - every notebook run through JupyterLab's UI in headless Chromium
 #   make student - the student copy: notebooks without solutions or outputs, in student/
+#   make executed - the teacher's executed edition: the six notebooks run in full mode, with outputs, in docs/executed/
 #   make repository URL=https://github.com/OWNER/NAME - the one place the repository is named
 PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV := .venv
@@ -17,7 +18,7 @@ export CATDOG_DATA_DIR ?= $(if $(wildcard $(SHARED_DATA)/training_set),$(SHARED_
 EXTRAS := jupyter,kaggle,dev,browser,engine,lite1
 LAB_SETTINGS := $(VENV)/share/jupyter/lab/settings
 
-.PHONY: run test test-browser bench install notebook-outputs student repository
+.PHONY: run test test-browser bench install notebook-outputs student repository executed
 
 install: $(STAMP)
 
@@ -60,3 +61,8 @@ bench: $(STAMP)
 # After editing a notebook: decide again which cells strict nbval compares, and commit their outputs.
 notebook-outputs: $(STAMP)
 	$(BIN)/python tools/nbval_outputs.py
+
+# The executed edition a teacher reads before class (full mode, real photos: CATDOG_DATA_DIR), and the lesson-results
+# table of docs/BENCHMARKS.md; run it after editing a notebook (tests/test_executed.py fails on a stale edition).
+executed: $(STAMP)
+	$(BIN)/python tools/executed.py $(NOTEBOOKS)

@@ -31,7 +31,6 @@ import datetime
 import json
 import multiprocessing
 import os
-import platform
 import re
 import resource
 import subprocess
@@ -55,7 +54,7 @@ from catdog_lib import engine
 from catdog_lib.backbones import DEFAULT_ARCH, create_model, get_arch
 from catdog_lib.config import CACHE_ENV, DATA_ENV, REPO_ROOT, RUNS_ENV
 from catdog_lib.datasets import SkippedFiles
-from catdog_lib.devices import ISA_CAP_ENV, cpu_class, instruction_sets, pick_device, set_seed
+from catdog_lib.devices import ISA_CAP_ENV, cpu_class, cpu_model, instruction_sets, pick_device, set_seed
 from catdog_lib.engine import ENGINE_ENV, ENGINES, INT8, backbone_runner, engine_identity, engine_name
 from catdog_lib.errors import CatdogError
 from catdog_lib.evaluation import evaluate_folder, load_model
@@ -138,15 +137,6 @@ def markdown_table(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> str
     lines = ["| " + " | ".join(cell.ljust(width) for cell, width in zip(row, widths)) + " |" for row in cells]
     lines.insert(1, "|" + "|".join("-" * (width + 2) for width in widths) + "|")
     return "\n".join(lines)
-
-
-def cpu_model(cpuinfo: Path = Path("/proc/cpuinfo")) -> str:
-    """The CPU's model name from /proc/cpuinfo, else what the platform module says."""
-    with contextlib.suppress(OSError):
-        for line in cpuinfo.read_text().splitlines():
-            if line.lower().startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    return platform.processor() or platform.machine() or "unknown CPU"
 
 
 def machine_info() -> dict[str, Any]:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import platform
 import random
 from collections.abc import Sequence
 from pathlib import Path
@@ -82,6 +83,15 @@ def instruction_sets(cpuinfo: Path = Path("/proc/cpuinfo")) -> list[str]:
                 found = [name for flag, name in ISA_FLAGS.items() if flag in flags]
                 return [name for name in found if name == "AVX2"] if os.environ.get(ISA_CAP_ENV) == "AVX2" else found
     return []
+
+
+def cpu_model(cpuinfo: Path = Path("/proc/cpuinfo")) -> str:
+    """The CPU's model name from /proc/cpuinfo, else what the platform module says."""
+    with contextlib.suppress(OSError):
+        for line in cpuinfo.read_text().splitlines():
+            if line.lower().startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    return platform.processor() or platform.machine() or "unknown CPU"
 
 
 def cpu_class(isa: Sequence[str]) -> str:

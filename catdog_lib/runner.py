@@ -123,7 +123,7 @@ def _environment(name: str, value: str | None) -> Iterator[None]:
             os.environ[name] = previous
 
 
-def _data_lines(root: Path, synthetic: bool) -> list[str]:
+def data_lines(root: Path, synthetic: bool) -> list[str]:
     kind = "SYNTHETIC generated shapes, not photos" if synthetic else "real photos"
     layout = find_dataset(root)
     lines = [f"data: {root} ({kind})"]
@@ -206,7 +206,7 @@ def run_course(fast: bool, out: Path | None, notebooks: Sequence[Path] | None = 
             runs.append(result)
             if result.error:
                 break
-    lines = [f"course run {out} ({'fast mode' if fast else 'full course'})", *_data_lines(root, synthetic),
+    lines = [f"course run {out} ({'fast mode' if fast else 'full course'})", *data_lines(root, synthetic),
              *_result_lines(course_run, since), "notebooks:"]
     for result in runs:
         status = f"FAILED: {result.error}" if result.error else "ok"

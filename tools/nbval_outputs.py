@@ -4,7 +4,9 @@ Each notebook runs twice in fast mode: on the real photos (CATDOG_DATA_DIR) and 
 fallback. A cell whose printed text is the same in both runs (after notebooks/nbval-sanitize.cfg)
 does not depend on the data, the machine or the clock: its output is committed and compared. Every
 other cell that shows something is tagged `nbval-ignore-output`, with the reason in its metadata
-(`catdog.nbval`). Cells whose source says NBVAL_IGNORE_OUTPUT keep that comment as their reason.
+(`catdog.nbval`). A cell whose output must never be compared (e.g. it depends on a library's version) says so
+in a first line `# NBVAL_IGNORE_OUTPUT: reason`; this tool moves that line out of the student's sight, into
+the metadata (`catdog.pinned`), where it stays.
 
     .venv/bin/python tools/nbval_outputs.py [notebooks/NAME.ipynb ...]
 """
@@ -24,6 +26,18 @@ from nbclient import NotebookClient
 REPO = Path(__file__).resolve().parent.parent
 NOTEBOOKS = REPO / "notebooks"
 IGNORE_TAG = "nbval-ignore-output"
+PIN_COMMENT = "# NBVAL_IGNORE_OUTPUT"
+
+
+def pin(cell: nbformat.NotebookNode) -> str | None:
+    """Why the cell's output is never compared: its `catdog.pinned` metadata, or a first-line
+    `# NBVAL_IGNORE_OUTPUT: reason` comment (removed from the source and kept in the metadata)."""
+    first, _, rest = cell.source.partition("\n")
+    if first.startswith(PIN_COMMENT):
+        cell.source = rest
+        reason = first.removeprefix(PIN_COMMENT).lstrip(": ").strip() or "it varies from run to run"
+        cell.metadata.setdefault("catdog", {})["pinned"] = reason
+    return cell.metadata.get("catdog", {}).get("pinned")
 
 
 def sanitizers() -> list[tuple[re.Pattern, str]]:
@@ -76,10 +90,14 @@ def refresh(path: Path, real_env: dict[str, str], synthetic_env: dict[str, str])
             continue
         count += 1
         tags = [tag for tag in cell.metadata.get("tags", []) if tag != IGNORE_TAG]
+        pinned = pin(cell)
         cell.metadata.pop("catdog", None)
         cell.outputs, cell.execution_count = [], None
         reason = None
-        if "NBVAL_IGNORE_OUTPUT" not in cell.source and ran.outputs:
+        if pinned:
+            tags.append(IGNORE_TAG)
+            cell.metadata["catdog"] = {"nbval": f"output not compared: {pinned}", "pinned": pinned}
+        elif ran.outputs:
             reason = why_ignored(ran.outputs, text(other.outputs, rules), text(ran.outputs, rules))
             if reason is None:
                 cell.outputs = [nbformat.v4.new_output("stream", name="stdout", text=text(ran.outputs, []))]

@@ -1,0 +1,158 @@
+"""The executed edition a teacher reads before class: `make executed`.
+
+Runs the six notebooks in order, in full mode, on the real photos (`CATDOG_DATA_DIR`), and writes each one,
+with every output and figure, to `docs/executed/`: a first cell names the machine (CPU and its class), the
+date, the data and the time the notebook took. Progress bars keep their text only; figures are PNGs at most
+`MAX_WIDTH` pixels wide. Then the "lesson results" table of docs/BENCHMARKS.md is written from what the
+notebooks printed: every paired comparison (`compare.paired`) and every spread over seeds (`compare.spread`).
+tests/test_executed.py checks that the edition is current and that every number the notebooks' prose quotes
+is printed by it.
+
+    .venv/bin/python tools/executed.py [NAME.ipynb ...]   # default: all six (05 and 06 use 04's run)
+"""
+
+from __future__ import annotations
+
+import base64
+import io
+import os
+import re
+import sys
+import tempfile
+from datetime import date
+from pathlib import Path
+
+import nbformat
+
+REPO = Path(__file__).resolve().parent.parent
+OUT = REPO / "docs" / "executed"
+BENCHMARKS = REPO / "docs" / "BENCHMARKS.md"
+RUNS = REPO / "runs" / "executed"  # the edition's own course folder runs: 05 and 06 find 04's model there
+MAX_WIDTH = 900
+WIDGET = "application/vnd.jupyter.widget-view+json"
+TABLE_START, TABLE_END = "<!-- lesson-results:start -->", "<!-- lesson-results:end -->"
+PAIRED = re.compile(
+    r"^(?P<a>.+?) (?P<acc_a>\d\.\d{3}) vs (?P<b>.+?) (?P<acc_b>\d\.\d{3}) on (?P<n>\d+) photos: .+? right where "
+    r".+? was wrong on (?P<better>\d+), the reverse on (?P<worse>\d+)\n"
+    r"McNemar p = (?P<p>\S+); 95% bootstrap interval of .+?: (?P<low>\S+) to (?P<high>\S+)\n(?P<verdict>.+)$",
+    re.MULTILINE)
+SPREAD = re.compile(r"^.*\d\.\d{3} ± \d\.\d{3} \(sd over \d+ seeds; .*$", re.MULTILINE)
+
+
+def printed(cell: nbformat.NotebookNode) -> str:
+    """What a code cell shows as text: its streams, plain-text results and errors."""
+    parts = []
+    for output in cell.get("outputs", []):
+        if output.get("output_type") == "stream":
+            parts.append(output.get("text", ""))
+        elif output.get("output_type") == "error":
+            parts.append(f"{output.get('ename')}: {output.get('evalue')}")
+        elif "text/plain" in output.get("data", {}) and WIDGET not in output.get("data", {}):
+            parts.append(output["data"]["text/plain"])
+    return "".join(parts)
+
+
+def sections(nb: nbformat.NotebookNode) -> list[tuple[str, str]]:
+    """(the heading a code cell sits under, what it printed), for every code cell in order."""
+    heading, found = "", []
+    for cell in nb.cells:
+        if cell.cell_type == "markdown":
+            headings = [line.lstrip("#").strip() for line in cell.source.splitlines() if line.startswith("## ")]
+            heading = headings[-1] if headings else heading
+        elif cell.cell_type == "code":
+            found.append((heading, printed(cell)))
+    return found
+
+
+def lesson_results(notebooks: dict[str, nbformat.NotebookNode]) -> str:
+    """The markdown of the lesson-results tables, from the executed notebooks' printed comparisons."""
+    paired = ["| notebook | section | A vs B | accuracy A | accuracy B | photos | B right, A wrong | "
+              "A right, B wrong | McNemar p | 95% interval of B − A | verdict |", "|" + "---|" * 11]
+    spreads = ["| notebook | section | printed over seeds |", "|---|---|---|"]
+    for name, nb in notebooks.items():
+        short = name.split("_")[0]
+        for heading, text in sections(nb):
+            for m in PAIRED.finditer(text):
+                paired.append(f"| {short} | {heading} | {m['a']} vs {m['b']} | {m['acc_a']} | {m['acc_b']} | {m['n']} "
+                              f"| {m['better']} | {m['worse']} | {m['p']} | {m['low']} to {m['high']} | {m['verdict']} |")
+            spreads.extend(f"| {short} | {heading} | {line.strip()} |" for line in SPREAD.findall(text))
+    return "\n".join(["**Paired comparisons** (two models, the same photos):", "", *paired, "",
+                      "**Spreads over seeds** (mean ± sd):", "", *spreads])
+
+
+def write_lesson_results(notebooks: dict[str, nbformat.NotebookNode]) -> None:
+    text = BENCHMARKS.read_text(encoding="utf-8")
+    before, _, rest = text.partition(TABLE_START)
+    _, _, after = rest.partition(TABLE_END)
+    BENCHMARKS.write_text(f"{before}{TABLE_START}\n{lesson_results(notebooks)}\n{TABLE_END}{after}", encoding="utf-8")
+
+
+def small_png(data: str) -> str:
+    """A base64 PNG at most MAX_WIDTH pixels wide."""
+    from PIL import Image
+
+    image = Image.open(io.BytesIO(base64.b64decode(data)))
+    if image.width <= MAX_WIDTH:
+        return data
+    image = image.resize((MAX_WIDTH, round(image.height * MAX_WIDTH / image.width)), Image.LANCZOS)
+    buffer = io.BytesIO()
+    image.save(buffer, format="PNG", optimize=True)
+    return base64.b64encode(buffer.getvalue()).decode("ascii")
+
+
+def tidy(nb: nbformat.NotebookNode) -> None:
+    """Progress bars as their last text, figures small, no widget state."""
+    for cell in nb.cells:
+        for output in cell.get("outputs", []):
+            data = output.get("data", {})
+            data.pop(WIDGET, None)
+            if "image/png" in data:
+                data["image/png"] = small_png(data["image/png"])
+    nb.metadata.pop("widgets", None)
+
+
+def header(name: str, seconds: float, machine: str, data: list[str]) -> nbformat.NotebookNode:
+    lines = [f"> **Executed edition** of `notebooks/{name}`, for reading before class: run top to bottom in "
+             f"**full mode** on {date.today().isoformat()} by `make executed`, in {seconds:.0f} s.",
+             f"> Machine: {machine}.", *[f"> {line}" for line in data],
+             "> Edit and run the notebook in `notebooks/`; this copy is regenerated, not edited."]
+    return nbformat.v4.new_markdown_cell("\n".join(lines), id="executed-edition")
+
+
+def main(names: list[str]) -> int:
+    os.environ.pop("CATDOG_FAST", None)
+    os.environ["CATDOG_RUNS_DIR"] = str(RUNS)
+    os.environ["CATDOG_HOME"] = str(REPO)
+    sys.path.insert(0, str(REPO))
+    import torch
+
+    from catdog_lib import devices, runner
+    from catdog_lib.course import course_data_root
+
+    root, synthetic = course_data_root()
+    if synthetic:
+        sys.exit("the executed edition needs the real photos: set CATDOG_DATA_DIR (none found, synthetic data)")
+    isa = devices.instruction_sets()
+    machine = (f"{devices.cpu_model()} ({devices.cpu_class(isa)}: {', '.join(isa) or 'no listed extensions'}), "
+               f"{os.cpu_count()} cores, {devices.pick_device()}, torch {torch.__version__}")
+    data = [line.replace(str(root), root.name) for line in runner.data_lines(root, synthetic)]
+    chosen = names or list(runner.NOTEBOOKS)
+    OUT.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(prefix="catdog-executed-") as scratch:
+        for name in chosen:
+            print(f"running {name} in full mode ...", flush=True)
+            result = runner.execute_notebook(runner.NOTEBOOK_DIR / name, Path(scratch))
+            if result.error:
+                print(f"{name} FAILED: {result.error}")
+                return 1
+            nb = nbformat.read(Path(scratch) / name, as_version=4)
+            tidy(nb)
+            nb.cells.insert(0, header(name, result.seconds, machine, data))
+            nbformat.write(nb, OUT / name)
+            print(f"  {result.seconds:.0f} s -> {OUT / name}")
+    write_lesson_results({path.name: nbformat.read(path, as_version=4) for path in sorted(OUT.glob("*.ipynb"))})
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
