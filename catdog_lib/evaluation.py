@@ -11,7 +11,7 @@ from __future__ import annotations
 import itertools
 import math
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
@@ -160,10 +160,13 @@ def _no_logits(n_views: int, n_classes: int) -> tuple[torch.Tensor, torch.Tensor
     return torch.empty(n_views, 0, n_classes), torch.empty(0, dtype=torch.long), []
 
 
-def _logits(loaded: LoadedModel, samples: list[Sample], skipped: SkippedFiles, use_cache: bool,
-            progress: bool, batch_size: int, tta: bool = False) -> tuple[torch.Tensor, torch.Tensor, list[str]]:
+Loop = Callable[[nn.Module, Iterable[tuple[torch.Tensor, torch.Tensor]]], tuple[torch.Tensor, torch.Tensor]]
+
+
+def _logits(loaded: LoadedModel, samples: list[Sample], skipped: SkippedFiles, use_cache: bool, progress: bool,
+            batch_size: int, tta: bool, loop: Loop) -> tuple[torch.Tensor, torch.Tensor, list[str]]:
     """Logits ``[view, image, class]`` for the good images among ``samples`` (views: plain, and mirrored
-    with ``tta``); frozen-backbone models reuse the feature cache."""
+    with ``tta``), every batch run by ``loop``; frozen-backbone models reuse the feature cache."""
     model, device = loaded.model, loaded.device
     views = ("plain", "flip") if tta else ("plain",)
     if use_cache and loaded.meta.get("recipe") == "features":
@@ -179,8 +182,8 @@ def _logits(loaded: LoadedModel, samples: list[Sample], skipped: SkippedFiles, u
             raise CatdogError("the test photos changed while they were read; run the evaluation again.")
         if not per_view[0].paths:
             return _no_logits(len(views), len(loaded.classes))
-        logits = torch.stack([evaluation_loop(model.head, _batches(feats.features[0], feats.labels, batch_size,
-                                                                   device))[0] for feats in per_view])
+        logits = torch.stack([loop(model.head, _batches(feats.features[0], feats.labels, batch_size, device))[0]
+                              for feats in per_view])
         return logits, per_view[0].labels, [str(p) for p in per_view[0].paths]
     indexed = [(path, index) for index, (path, _) in enumerate(samples)]  # label slot carries the index
     loader = make_loader(indexed, eval_transform(loaded.prep), batch_size, min_size=loaded.prep.image_size)
@@ -188,7 +191,7 @@ def _logits(loaded: LoadedModel, samples: list[Sample], skipped: SkippedFiles, u
     first = next(batches, None)
     if first is None:
         return _no_logits(len(views), len(loaded.classes))
-    logits, kept = evaluation_loop(_Views(loaded, views), itertools.chain([first], batches))
+    logits, kept = loop(_Views(loaded, views), itertools.chain([first], batches))
     labels = torch.tensor([samples[i][1] for i in kept.tolist()], dtype=torch.long)
     return logits.transpose(0, 1), labels, [str(samples[i][0]) for i in kept.tolist()]
 
@@ -202,13 +205,15 @@ def mean_log_probabilities(logits: torch.Tensor) -> torch.Tensor:
 
 
 def evaluate(loaded: LoadedModel, samples: list[Sample], use_cache: bool = True, progress: bool = True,
-             batch_size: int = 32, tta: bool = False) -> Evaluation:
+             batch_size: int = 32, tta: bool = False, loop: Loop = evaluation_loop) -> Evaluation:
     """Accuracy, loss, per-class metrics and predictions of ``loaded`` on ``samples``.
 
     ``tta``: average the probabilities of each photo and its mirror image (test-time augmentation).
+    ``loop`` runs the batches through the model (:func:`evaluation_loop`): notebook 05 passes the copy it
+    shows, so a student's edit of it takes effect.
     """
     skipped = SkippedFiles()
-    logits, labels, paths = _logits(loaded, samples, skipped, use_cache, progress, batch_size, tta)
+    logits, labels, paths = _logits(loaded, samples, skipped, use_cache, progress, batch_size, tta, loop)
     if len(labels) == 0:
         raise CatdogError("no readable images to evaluate; check the folder with `catdog data check`.")
     log_probabilities = mean_log_probabilities(logits)
@@ -225,9 +230,14 @@ def evaluate(loaded: LoadedModel, samples: list[Sample], use_cache: bool = True,
         skipped=skipped.paths(), paths=paths, labels=labels.tolist(), probabilities=probabilities.tolist(), tta=tta)
 
 
+def samples_to_evaluate(root: str | Path, classes: list[str]) -> list[Sample]:
+    """Every photo of a dataset root's test split (or of a class-folder root), labelled by ``classes``."""
+    return match_classes(evaluation_folders(Path(root)), classes)
+
+
 def evaluate_folder(loaded: LoadedModel, root: str | Path, **kwargs) -> Evaluation:
     """Evaluate on a dataset root (its test split) or a class-folder root, matching class names."""
-    return evaluate(loaded, match_classes(evaluation_folders(Path(root)), loaded.classes), **kwargs)
+    return evaluate(loaded, samples_to_evaluate(root, loaded.classes), **kwargs)
 
 
 @dataclass(frozen=True)

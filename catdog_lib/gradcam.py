@@ -9,6 +9,7 @@ to require them, which makes the target layer's activations part of the autograd
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -26,7 +27,8 @@ from .transforms import denormalize, eval_transform
 
 @dataclass(frozen=True)
 class CamResult:
-    """One image as the network saw it (H x W x 3 in [0, 1]), its heatmap (H x W in [0, 1]) and prediction."""
+    """One image as the network saw it (H x W x 3 in [0, 1]), its heatmap (H x W in [0, 1]) for the class
+    explained (by default the predicted one) and the model's probability of that class."""
 
     path: str
     image: np.ndarray
@@ -62,31 +64,38 @@ def grad_cam(model: nn.Module, layer: nn.Module, images: torch.Tensor, classes: 
     return cam / cam.amax(dim=(1, 2), keepdim=True).clamp(min=1e-7)  # each heatmap scaled to [0, 1]
 
 
+Cam = Callable[[nn.Module, nn.Module, torch.Tensor, list[int]], torch.Tensor]
+
+
 def grad_cam_maps(model: TransferNet, layer: nn.Module, images: torch.Tensor,
-                  classes: list[int] | None = None) -> np.ndarray:
+                  classes: list[int] | None = None, cam: Cam = grad_cam) -> np.ndarray:
     """Heatmaps (N x H x W in [0, 1]) of ``images`` (N x 3 x H x W, normalized) for ``classes``.
 
     ``classes`` defaults to each image's predicted class. Works with frozen parameters and
-    channels_last models (:func:`grad_cam`, the code notebook 05 shows).
+    channels_last models. ``cam`` computes the heatmaps (:func:`grad_cam`; notebook 05 passes its own copy).
     """
     device = next(model.parameters()).device
     images = images.to(device).contiguous(memory_format=torch.channels_last)
     if classes is None:
         with torch.no_grad():
             classes = model(images).argmax(1).tolist()
-    return grad_cam(model, layer, images, classes).cpu().numpy()
+    return cam(model, layer, images, classes).detach().cpu().numpy()
 
 
-def explain(loaded: LoadedModel, paths: list[str | Path]) -> list[CamResult]:
-    """Grad-CAM for the predicted class of each image file."""
+def explain(loaded: LoadedModel, paths: list[str | Path], classes: list[int] | None = None,
+            cam: Cam = grad_cam) -> list[CamResult]:
+    """Grad-CAM of each image file for its class in ``classes`` (default: the class the model predicts).
+
+    ``cam`` computes the heatmaps: notebook 05 passes the function it shows, so a student's edit takes effect.
+    """
     transform = eval_transform(loaded.prep)
     images = torch.stack([transform(load_rgb(path, loaded.prep.image_size)) for path in paths])
     model = loaded.model.eval()
     with torch.no_grad():
         probabilities = model(images.to(loaded.device).contiguous(memory_format=torch.channels_last))
         probabilities = probabilities.float().softmax(1).cpu()
-    predicted = probabilities.argmax(1).tolist()
-    maps = grad_cam_maps(model, target_layer(model, loaded.meta["arch"]), images, predicted)
+    chosen = probabilities.argmax(1).tolist() if classes is None else list(classes)
+    maps = grad_cam_maps(model, target_layer(model, loaded.meta["arch"]), images, chosen, cam)
     shown = denormalize(images, loaded.prep).permute(0, 2, 3, 1).numpy()
-    return [CamResult(str(path), shown[i], maps[i], predicted[i], float(probabilities[i, predicted[i]]))
+    return [CamResult(str(path), shown[i], maps[i], chosen[i], float(probabilities[i, chosen[i]]))
             for i, path in enumerate(paths)]

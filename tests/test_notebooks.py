@@ -148,6 +148,7 @@ def test_the_comparison_03_teaches_is_the_code_the_library_runs():
 @pytest.mark.parametrize("definition", [evaluation.evaluation_loop, evaluation.confusion_precision_recall,
                                         gradcam.grad_cam])
 def test_the_evaluation_code_05_teaches_is_the_code_the_library_runs(definition):
+    """05 runs its own copies (tests/test_notebook05_edits.py); `catdog evaluate` runs the library's, the same code."""
     sources = [cell.source for cell in code_cells(read("05_evaluate.ipynb"))]
     assert any(inspect.getsource(definition).strip() in source for source in sources)
 
