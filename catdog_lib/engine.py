@@ -395,8 +395,8 @@ def _publish(folder: Path, make: Callable[[Path], dict]) -> None:
 
 
 def _candidates(shared: Path) -> list[Path]:
-    """Where an export may be cached: the shared folder, then this user's own (used when another user's export
-    in the shared one did not match PyTorch)."""
+    """Where an export may be cached: the shared folder, then this user's own (written when another user's
+    export in the shared one does not match PyTorch)."""
     me = cachefiles.current_user()
     return [shared] if me is None else [shared, shared.with_name(f"{shared.name}-u{me}")]
 
@@ -447,7 +447,7 @@ def _engine_runner(engine: Engine, backbone: nn.Module, backbone_id: str, root: 
     if shared in _RUN_ONLY:
         return _RUN_ONLY[shared]
     candidates = _candidates(shared)
-    for folder in candidates:
+    for folder in reversed(candidates):  # this user's own first: it needs no check against PyTorch
         if (folder / CHECK_FILE).exists():
             try:
                 return _load_export(engine, folder, backbone)
