@@ -378,9 +378,13 @@ def _publish(folder: Path, make: Callable[[Path], dict]) -> None:
     folder.parent.mkdir(parents=True, exist_ok=True)
     _sweep_staging(folder.parent)
     staging = Path(tempfile.mkdtemp(prefix=f".{folder.name}.", dir=folder.parent))
-    handle = os.open(staging, os.O_RDONLY)
     try:
-        take_lock(handle)
+        handle = os.open(staging, os.O_RDONLY)
+    except OSError:  # Windows opens no folder: the sweep goes by age there
+        handle = None
+    try:
+        if handle is not None:
+            take_lock(handle)
         check = make(staging)
         check["files"] = {path.name: file_digest(path, "sha256") for path in sorted(staging.iterdir())}
         (staging / CHECK_FILE).write_text(json.dumps(check))
@@ -390,7 +394,8 @@ def _publish(folder: Path, make: Callable[[Path], dict]) -> None:
         except OSError:  # another process published the same export first
             pass
     finally:
-        os.close(handle)
+        if handle is not None:
+            os.close(handle)
         shutil.rmtree(staging, ignore_errors=True)
 
 
