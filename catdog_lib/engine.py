@@ -3,7 +3,8 @@
 A frozen backbone is a fixed function of its weights, so it is exported once to ONNX (which both
 engines read), checked against PyTorch in float32, and cached on disk (``$CATDOG_CACHE_DIR/engines``)
 under a key made of the backbone's id, a digest of its architecture and weights, and the engine: the
-next run only loads it. The export takes any batch and image size, so one file serves every view.
+next run only loads it, once its files match the SHA-256s its check recorded, or, for an export another
+user wrote (a classroom's shared cache), once its features match PyTorch's (docs/RELIABILITY.md, round 4). The export takes any batch and image size, so one file serves every view.
 Both engines run in float32 and agree with PyTorch's float32 to about 1e-5; on 2 CPU cores OpenVINO
 runs the default backbone about twice as fast as PyTorch in bfloat16 (docs/BENCHMARKS.md). GPUs, and
 machines without an engine, use PyTorch.
