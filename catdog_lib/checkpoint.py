@@ -7,8 +7,9 @@ import os
 import pickle
 import platform
 import tempfile
+import time
 import zipfile
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any, BinaryIO
 
@@ -47,13 +48,16 @@ def _umask() -> int:
     return mask
 
 
-def _atomic_write(path: Path, write: Callable[[BinaryIO], object]) -> None:
-    """Call ``write`` on a temporary file beside ``path``, fsync, then rename it over ``path``.
+def _atomic_write(path: Path, write: Callable[[BinaryIO], object], others_write: bool = True) -> None:
+    """Call ``write`` on a new temporary file beside ``path``, fsync, then rename it over ``path``.
 
-    The file gets the mode a plain ``open`` would give (0o666 less the umask), so a group-shared folder
-    stays shared. An interrupted or failed write (full disk, read-only folder) leaves any previous file
-    intact. A temporary file left by a killed process (``.NAME.*.tmp``) is removed by the next successful
-    write of ``path``.
+    The temporary file has a random name and is created exclusively (``mkstemp``: ``O_EXCL``, so a name
+    planted in a shared folder, a symlink to someone's file included, is never written through). It gets the
+    mode a plain ``open`` would give (0o666 less the umask), so a group-shared folder stays shared; with
+    ``others_write`` False (cache entries), never writable by group or others. An interrupted or failed
+    write (full disk, read-only folder) leaves any previous file intact. This user's temporary files of
+    ``path`` left by a killed process (``.NAME.*.tmp``, no longer locked by a writer) are removed by the next
+    successful write of ``path``; one still locked is another process's write in progress.
     """
     path = Path(path)
     try:
@@ -62,7 +66,8 @@ def _atomic_write(path: Path, write: Callable[[BinaryIO], object]) -> None:
     except OSError as error:
         raise CatdogError(f"cannot write {path}: {error.strerror or error}. Choose a writable --out folder.") from None
     try:
-        os.chmod(tmp_name, 0o666 & ~_umask())  # not fchmod: Windows has none before Python 3.13
+        take_lock(handle)  # released when the file is closed or the process dies: marks a write in progress
+        _set_mode(handle, tmp_name, 0o666 & ~_umask() & ~(0 if others_write else 0o022))
         with os.fdopen(handle, "wb") as file:
             write(file)
             file.flush()
@@ -74,11 +79,60 @@ def _atomic_write(path: Path, write: Callable[[BinaryIO], object]) -> None:
         if cause is not None:
             raise CatdogError(
                 f"cannot write {path}: {cause.strerror or cause}. Free disk space or choose another --out "
-                "folder; the previous checkpoint there is unchanged."
+                f"folder; the previous {'checkpoint' if path.suffix == '.pt' else 'file'} there is unchanged."
             ) from None
         raise
-    for stale in path.parent.glob(f".{glob.escape(path.name)}.*.tmp"):
-        stale.unlink(missing_ok=True)
+    remove_stale(path.parent.glob(f".{glob.escape(path.name)}.*.tmp"), age_s=0)
+
+
+STALE_TMP_S = 3600  # a write takes seconds to minutes: a temporary file this old was left by a killed process
+
+
+def _set_mode(handle: int, name: str, mode: int) -> None:
+    """Set the mode of a file just created: through its descriptor where possible (a path could be swapped)."""
+    if hasattr(os, "fchmod"):
+        os.fchmod(handle, mode)
+    else:  # Windows before Python 3.13
+        os.chmod(name, mode)
+
+
+def take_lock(handle: int, wait: bool = True) -> bool:
+    """An exclusive ``flock`` on an open file (True if taken); where there is none (Windows), True."""
+    try:
+        import fcntl
+    except ImportError:
+        return True
+    try:
+        fcntl.flock(handle, fcntl.LOCK_EX | (0 if wait else fcntl.LOCK_NB))
+    except OSError:
+        return False
+    return True
+
+
+def abandoned(path: Path, age_s: float = STALE_TMP_S) -> bool:
+    """True for a temporary file or folder of this user that no process holds locked, over ``age_s`` seconds
+    old (over ``STALE_TMP_S`` where there are no locks to ask)."""
+    try:
+        info = path.lstat()
+        if info.st_uid != getattr(os, "getuid", lambda: info.st_uid)():
+            return False
+        age = time.time() - info.st_mtime
+        if age <= (age_s if hasattr(os, "getuid") else max(age_s, STALE_TMP_S)):
+            return False
+        handle = os.open(path, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_NONBLOCK", 0))
+    except OSError:
+        return False
+    try:
+        return take_lock(handle, wait=False)
+    finally:
+        os.close(handle)
+
+
+def remove_stale(paths: Iterable[Path], age_s: float = STALE_TMP_S) -> None:
+    """Remove those of ``paths`` (temporary files) that are :func:`abandoned`."""
+    for stale in paths:
+        if abandoned(stale, age_s):
+            Path(stale).unlink(missing_ok=True)
 
 
 def atomic_save(obj: Any, path: Path) -> None:
@@ -86,22 +140,14 @@ def atomic_save(obj: Any, path: Path) -> None:
     _atomic_write(path, lambda file: torch.save(obj, file))
 
 
-def atomic_write_bytes(path: Path, data: bytes) -> None:
+def atomic_write_bytes(path: Path, data: bytes, others_write: bool = True) -> None:
     """Write ``data`` to ``path`` atomically (see :func:`_atomic_write`)."""
-    _atomic_write(path, lambda file: file.write(data))
+    _atomic_write(path, lambda file: file.write(data), others_write)
 
 
 def atomic_write_text(path: Path, text: str) -> None:
-    """Write a text file atomically (temp file beside it, then rename); a clear error if it cannot."""
-    path = Path(path)
-    tmp = path.with_name(f".{path.name}.tmp")
-    try:
-        tmp.write_text(text, encoding="utf-8")
-        os.replace(tmp, path)
-    except OSError as error:
-        tmp.unlink(missing_ok=True)
-        raise CatdogError(f"cannot write {path}: {error.strerror or error}. Free disk space or choose "
-                          "a writable folder.") from None
+    """Write a UTF-8 text file atomically (see :func:`_atomic_write`); a clear error if it cannot."""
+    _atomic_write(path, lambda file: file.write(text.encode("utf-8")))
 
 
 def save_checkpoint(path: Path, model_state: dict, meta: dict, **training_state: Any) -> None:

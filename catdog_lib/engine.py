@@ -3,7 +3,8 @@
 A frozen backbone is a fixed function of its weights, so it is exported once to ONNX (which both
 engines read), checked against PyTorch in float32, and cached on disk (``$CATDOG_CACHE_DIR/engines``)
 under a key made of the backbone's id, a digest of its architecture and weights, and the engine: the
-next run only loads it. The export takes any batch and image size, so one file serves every view.
+next run only loads it, once its files match the SHA-256s its check recorded, or, for an export another
+user wrote (a classroom's shared cache), once its features match PyTorch's (docs/RELIABILITY.md, round 4). The export takes any batch and image size, so one file serves every view.
 Both engines run in float32 and agree with PyTorch's float32 to about 1e-5; on 2 CPU cores OpenVINO
 runs the default backbone about twice as fast as PyTorch in bfloat16 (docs/BENCHMARKS.md). GPUs, and
 machines without an engine, use PyTorch.
@@ -34,6 +35,7 @@ import json
 import logging
 import os
 import shutil
+import stat
 import sys
 import tempfile
 import warnings
@@ -47,9 +49,12 @@ import numpy as np
 import torch
 from torch import nn
 
+from . import cachefiles
+from .checkpoint import _os_error, _umask, abandoned, take_lock
 from .config import cache_dir
 from .devices import cpu_has_int8_dot, inference_autocast, inference_dtype, to_fast_layout
 from .errors import CatdogError
+from .images import file_digest
 
 ENGINE_ENV = "CATDOG_ENGINE"
 MIN_COSINE = 0.999  # a float32 engine's features must point the same way as PyTorch's float32 ones
@@ -298,12 +303,15 @@ def _quiet_nncf() -> Iterator[None]:
 
 
 def _int8_check(backbone: nn.Module, root: Path | None) -> dict | None:
-    """The check of ``backbone``'s quantized model in the cache, or None if there is none (or it is damaged)."""
-    folder = export_folder(root or cache_dir() / "engines", ENGINES[INT8], backbone, "")
-    try:
-        return json.loads((folder / CHECK_FILE).read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return None
+    """The check of ``backbone``'s quantized model in the cache, written by this user (another user's cannot be
+    checked without photos: see :func:`_load_export`), or None if there is none (or it is damaged)."""
+    shared = export_folder(root or cache_dir() / "engines", ENGINES[INT8], backbone, "")
+    for folder in _candidates(shared):
+        try:
+            return json.loads(cachefiles.read_entry(folder / CHECK_FILE)[0])
+        except (OSError, ValueError):
+            continue
+    return None
 
 
 def _int8_quantize(engine: Engine, backbone: nn.Module, staging: Path, photos: torch.Tensor) -> dict:
@@ -338,53 +346,136 @@ def _int8_quantize(engine: Engine, backbone: nn.Module, staging: Path, photos: t
                    f"{INT8_MIN_MEDIAN_COSINE})"}
 
 
+class _Unusable(Exception):
+    """A cached export that is damaged, or another user's that does not match PyTorch: made again."""
+
+
+class ExportMismatch(ValueError):
+    """This user's export failed its check against PyTorch: the engine does not run this backbone right."""
+
+
+STALE_STAGING_S = 600  # an export's staging folder this old, and no longer locked, was left by a killed export
+_RUN_ONLY: dict[Path, Runner] = {}  # exports that could not be cached, made once per process
+
+
+def _share(staging: Path) -> None:
+    """Modes of a finished export: readable by the cache folder's group (setgid kept), writable by its writer only."""
+    mask = _umask() | 0o022
+    for path in staging.iterdir():
+        path.chmod(0o666 & ~mask)
+    staging.chmod((0o777 & ~mask) | (staging.stat().st_mode & stat.S_ISGID))
+
+
+def _sweep_staging(root: Path) -> None:
+    """Remove this user's staging folders of exports killed over ``STALE_STAGING_S`` ago (never a locked one)."""
+    for path in root.glob(".*"):
+        if path.is_dir() and not path.is_symlink() and abandoned(path, STALE_STAGING_S):
+            shutil.rmtree(path, ignore_errors=True)
+
+
 def _publish(folder: Path, make: Callable[[Path], dict]) -> None:
-    """Write a model and its check (``make(staging)``) to a staging folder, then rename it to ``folder``."""
+    """Write a model and its check (``make(staging)``, plus each file's SHA-256) to a staging folder, locked
+    while it is written, then rename it to ``folder``."""
     folder.parent.mkdir(parents=True, exist_ok=True)
+    _sweep_staging(folder.parent)
     staging = Path(tempfile.mkdtemp(prefix=f".{folder.name}.", dir=folder.parent))
     try:
-        (staging / CHECK_FILE).write_text(json.dumps(make(staging)))
+        handle = os.open(staging, os.O_RDONLY)
+    except OSError:  # Windows opens no folder: the sweep goes by age there
+        handle = None
+    try:
+        if handle is not None:
+            take_lock(handle)
+        check = make(staging)
+        check["files"] = {path.name: file_digest(path, "sha256") for path in sorted(staging.iterdir())}
+        (staging / CHECK_FILE).write_text(json.dumps(check))
+        _share(staging)
         try:
             staging.rename(folder)
         except OSError:  # another process published the same export first
             pass
     finally:
+        if handle is not None:
+            os.close(handle)
         shutil.rmtree(staging, ignore_errors=True)
 
 
-def _load_checked(engine: Engine, folder: Path) -> Runner:
-    """Load an export that passed its check; raise ValueError for one that did not."""
-    check = json.loads((folder / CHECK_FILE).read_text(encoding="utf-8"))
-    if not check["passed"]:
-        raise ValueError(check["why"])
-    return engine.load(folder / engine.model_file, check["identity"])
+def _candidates(shared: Path) -> list[Path]:
+    """Where an export may be cached: the shared folder, then this user's own (written when another user's
+    export in the shared one does not match PyTorch)."""
+    me = cachefiles.current_user()
+    return [shared] if me is None else [shared, shared.with_name(f"{shared.name}-u{me}")]
+
+
+def _own_folder(folder: Path) -> bool:
+    info = folder.stat()
+    return cachefiles.current_user() in (None, info.st_uid) and not cachefiles.others_could_write(info)
+
+
+def _load_export(engine: Engine, folder: Path, backbone: nn.Module) -> Runner:
+    """Load a cached export. This user's: its files must have the SHA-256s its check recorded (a flipped bit
+    is a damaged export); a failed check raises ValueError. Another user's (a shared cache): copied out, then
+    its features must match PyTorch float32's on the probe images (an int8 one cannot be checked so: unusable)."""
+    data, ours = cachefiles.read_entry(folder / CHECK_FILE, own_only=False)
+    check = json.loads(data)
+    if ours and _own_folder(folder):
+        if not check["passed"]:
+            raise ExportMismatch(check["why"])
+        if engine.model_file not in check["files"]:
+            raise _Unusable("no digest of the model")
+        for name, digest in check["files"].items():
+            if file_digest(folder / name, "sha256") != digest:
+                raise _Unusable(f"{name} changed since it was checked")
+        return engine.load(folder / engine.model_file, check["identity"])
+    if engine.name == INT8:
+        raise _Unusable("another user's int8 export")
+    with tempfile.TemporaryDirectory(prefix="catdog-engine-") as private:
+        copy = Path(private) / engine.model_file
+        copy.write_bytes(cachefiles.read_entry(folder / engine.model_file, own_only=False)[0])
+        runner = engine.load(copy, engine.identity)  # the engines keep the model in memory once loaded
+    plain, probe = _float32_copy(backbone), _probe()
+    with torch.inference_mode():
+        expected = plain(probe)
+    cosine = _min_cosine(runner(probe), expected)
+    if cosine < MIN_COSINE:
+        raise _Unusable(f"another user's export differs from PyTorch (cosine {cosine:.5f})")
+    return runner
 
 
 def _engine_runner(engine: Engine, backbone: nn.Module, backbone_id: str, root: Path,
                    make: Callable[[Path], dict]) -> Runner:
     """The cached export of ``backbone`` for ``engine`` (``make``-d on first use), loaded.
 
-    A damaged cached export is made again; a cache that cannot be written gets a warning and an
-    export for this run only (the engines keep the model in memory once loaded).
+    A damaged cached export is made again; a cache that cannot be written gets one warning and an
+    export for this process only (the engines keep the model in memory once loaded).
     """
-    folder = export_folder(root, engine, backbone, backbone_id)
-    if (folder / CHECK_FILE).exists():
-        try:
-            return _load_checked(engine, folder)
-        except ValueError:
-            raise
-        except Exception:  # noqa: BLE001 - damaged: export it again below
-            pass
-    shutil.rmtree(folder, ignore_errors=True)  # damaged, or left incomplete by hand
+    shared = export_folder(root, engine, backbone, backbone_id)
+    if shared in _RUN_ONLY:
+        return _RUN_ONLY[shared]
+    candidates = _candidates(shared)
+    for folder in reversed(candidates):  # this user's own first: it needs no check against PyTorch
+        if (folder / CHECK_FILE).exists():
+            try:
+                return _load_export(engine, folder, backbone)
+            except ExportMismatch:
+                raise
+            except Exception:  # noqa: BLE001 - damaged or unusable: made again below
+                pass
+        if folder.exists() and _own_folder(folder):
+            shutil.rmtree(folder, ignore_errors=True)  # damaged, or left incomplete by hand
+    target = next((folder for folder in candidates if not folder.exists()), candidates[-1])
     try:
-        _publish(folder, make)
-    except OSError as error:
-        warnings.warn(f"exported backbone not cached ({error}); exporting it again next run. "
+        _publish(target, make)
+        return _load_export(engine, target, backbone)
+    except Exception as error:  # noqa: BLE001 - a full disk shows as torch's RuntimeError too
+        if not isinstance(error, _Unusable) and _os_error(error) is None:
+            raise
+        warnings.warn(f"exported backbone not cached ({error}); exported for this run only. "
                       "Set CATDOG_CACHE_DIR to a writable folder to keep it.", stacklevel=3)
-        with tempfile.TemporaryDirectory(prefix="catdog-engine-") as tmp:
-            _publish(Path(tmp) / folder.name, make)
-            return _load_checked(engine, Path(tmp) / folder.name)
-    return _load_checked(engine, folder)
+    with tempfile.TemporaryDirectory(prefix="catdog-engine-") as tmp:
+        _publish(Path(tmp) / target.name, make)
+        _RUN_ONLY[shared] = _load_export(engine, Path(tmp) / target.name, backbone)
+    return _RUN_ONLY[shared]
 
 
 def backbone_runner(backbone: nn.Module, backbone_id: str, device: torch.device, reduced_precision: bool = True,

@@ -27,8 +27,6 @@ import functools
 import hashlib
 import io
 import json
-import os
-import time
 import warnings
 import zlib
 from collections.abc import Callable, Sequence
@@ -40,7 +38,8 @@ from PIL import Image
 from torchvision import transforms as T
 from tqdm.auto import tqdm
 
-from .checkpoint import atomic_write_bytes
+from . import cachefiles, images
+from .checkpoint import atomic_write_bytes, remove_stale
 from .datasets import SkippedFiles, iterate_good, make_loader
 from .engine import CALIBRATION_PHOTOS, QUANTIZE_FROM, Runner, backbone_runner, engine_identity
 from .errors import CatdogError
@@ -48,7 +47,6 @@ from .images import BadImageError, load_rgb
 from .layout import Sample
 from .prefetch import prefetched
 
-STALE_TMP_S = 3600  # a shard write takes seconds: a temporary file this old was left by a killed process
 RANDOM_VIEWS = 4  # views cached per photo when the training transform is random beyond a flip
 # Steps that do the same thing every time: a transform made of these (and a flip) needs two views.
 DETERMINISTIC_STEPS = (T.Resize, T.CenterCrop, T.ToTensor, T.PILToTensor, T.ConvertImageDtype, T.Normalize,
@@ -122,13 +120,14 @@ def eval_views(transform: Callable) -> ViewSet:
 
 
 def file_digest(path: Path) -> str:
-    """SHA-1 of a file's bytes: the same photo under another name hits the same cache entry.
+    """SHA-1 of a file's bytes, read in chunks: the same photo under another name hits the same cache entry.
 
-    An unreadable or missing file gets "" (never a cache hit); decoding it then reports why.
+    A file that is not a regular one (a FIFO, a device), is too large for a photo, unreadable or missing gets
+    "" (never a cache hit) without being read; decoding it then reports why.
     """
     try:
-        return hashlib.sha1(Path(path).read_bytes()).hexdigest()
-    except OSError:
+        return images.file_digest(path)
+    except (OSError, BadImageError):
         return ""
 
 
@@ -145,12 +144,13 @@ class FeatureCache:
         self.folder = Path(root) / hashlib.sha1(key.encode()).hexdigest()[:16]
 
     def load(self) -> dict[str, torch.Tensor]:
-        """Every entry of every intact shard. A shard whose bytes no longer match the checksum in its name
-        is a miss (and removed where allowed); one this user cannot read is left alone."""
+        """Every entry of every intact shard this user wrote (:mod:`cachefiles`). A shard whose bytes no longer
+        match the checksum in its name is a miss (and removed where allowed); another user's shard, in a cache
+        others can write, is left alone and unread: its features could be anything."""
         entries: dict[str, torch.Tensor] = {}
         for shard in sorted(self.folder.glob("*.pt")):
             try:
-                data = shard.read_bytes()
+                data, _ = cachefiles.read_entry(shard)
             except OSError:  # e.g. another user's shard in a shared cache: not ours to judge or delete
                 continue
             try:
@@ -166,25 +166,23 @@ class FeatureCache:
         return entries
 
     def add(self, entries: dict[str, torch.Tensor]) -> None:
-        """Store new entries as one shard named by its SHA-256; a cache that cannot be written only costs
-        speed, so it warns and goes on. Temporary files of writes killed over an hour ago are removed."""
+        """Store new entries as one shard named by its SHA-256, readable by the folder's group but writable by
+        this user only; a cache that cannot be written only costs speed, so it warns and goes on. This
+        user's temporary files of writes killed over an hour ago are removed."""
         if not entries:
             return
         buffer = io.BytesIO()
         torch.save({"keys": list(entries), "values": torch.stack(list(entries.values()))}, buffer)
         data = buffer.getvalue()
         try:
-            atomic_write_bytes(self.folder / f"{hashlib.sha256(data).hexdigest()}.pt", data)
+            atomic_write_bytes(self.folder / f"{hashlib.sha256(data).hexdigest()}.pt", data, others_write=False)
         except CatdogError as error:
             if self.folder not in _UNWRITABLE:  # once per folder: every shard after the first fails the same way
                 _UNWRITABLE.add(self.folder)
                 warnings.warn(f"feature cache not written ({error}); continuing without it. "
                               "Set CATDOG_CACHE_DIR to a writable folder to reuse features next time.", stacklevel=2)
             return
-        for tmp in self.folder.glob(".*.tmp"):
-            with contextlib.suppress(OSError):
-                if time.time() - tmp.stat().st_mtime > STALE_TMP_S and os.access(tmp, os.R_OK):
-                    tmp.unlink()
+        remove_stale(self.folder.glob(".*.tmp"))
 
 
 @dataclass

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import io
 import os
 import stat
@@ -11,6 +12,7 @@ import threading
 import warnings
 from collections.abc import Iterator
 from pathlib import Path
+from typing import BinaryIO
 
 import filetype
 import numpy as np
@@ -25,11 +27,16 @@ else:
     HEIF_SUPPORTED = True
 AVIF_SUPPORTED = bool(features.check("avif"))
 
-# Pillow's own bomb limit (~89 Mpx warns, twice that fails); we refuse anything past the warning.
+# The pixel budget: what a phone photo needs (12-50 Mpx; a 50 Mpx sensor saves 8160x6120 = 49.9 Mpx), well under
+# Pillow's own bomb limit (~89 Mpx warns, twice that fails), which let a 9000x9000 PNG (258 KB) take 2-3 GB to
+# decode and classify. An RGBA image at the budget decodes into 200 MB, plus 150 MB as RGB.
 # warnings.catch_warnings swaps process-wide state: a photo decoded in a prefetch thread would capture (and
 # mislabel) a warning the main thread gives meanwhile, so decoding and the bad-file warnings take turns.
 WARNINGS_LOCK = threading.RLock()
-MAX_PIXELS = Image.MAX_IMAGE_PIXELS or 89_478_485
+MAX_PIXELS = 50_000_000
+MAX_FILE_BYTES = 1 << 30  # no photo is this large (phones: under 50 MB): refused unread, never hashed
+EXIF_RESCUE_BYTES = 64 << 20  # a JPEG refused for its EXIF is re-read whole to cut it out: only up to this size
+HASH_CHUNK = 1 << 20  # files are hashed in chunks of this many bytes, never read whole
 # JPEG draft mode decodes at down to 1/8 of each side, so a JPEG may claim 64x the pixels we decode.
 JPEG_DRAFT_MAX_PIXELS = 64 * MAX_PIXELS
 # A progressive JPEG is decoded through a buffer of every DCT coefficient at full size (2 bytes per pixel and
@@ -61,9 +68,10 @@ def _to_rgb(image: Image.Image) -> Image.Image:
     if image.mode == "P":
         image = image.convert("RGBA" if "transparency" in image.info else "RGB")
     if image.mode in {"RGBA", "LA", "PA"}:
-        rgba = image.convert("RGBA")
-        background = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
-        return Image.alpha_composite(background, rgba).convert("RGB")
+        rgba = image if image.mode == "RGBA" else image.convert("RGBA")
+        rgb = Image.new("RGB", rgba.size, (255, 255, 255))  # pasting through alpha: alpha_composite's pixels,
+        rgb.paste(rgba, mask=rgba.getchannel("A"))  # without its two more RGBA copies
+        return rgb
     return image.convert("RGB")
 
 
@@ -138,7 +146,7 @@ def _check_pixels(image: Image.Image, path: Path, draft: bool) -> None:
                             "(a decompression bomb or a scan); resize it below that")
 
 
-def _decode(source: Path | io.BytesIO, path: Path, min_size: int | None, draft: bool) -> Image.Image:
+def _decode(source: BinaryIO, path: Path, min_size: int | None, draft: bool) -> Image.Image:
     """Open, bomb-check and decode one image, upright and RGB; Pillow's own exceptions escape.
 
     Damaged EXIF only loses the rotation. Pillow's warnings are repeated naming the file.
@@ -172,9 +180,13 @@ def _decode(source: Path | io.BytesIO, path: Path, min_size: int | None, draft: 
     return rgb
 
 
-def _decode_damaged_exif(path: Path, min_size: int | None, draft: bool) -> Image.Image | None:
-    """A JPEG that Pillow refused because of its EXIF, decoded without it (None if that does not help)."""
-    stripped = _without_exif(path.read_bytes())
+def _decode_damaged_exif(file: BinaryIO, path: Path, min_size: int | None, draft: bool) -> Image.Image | None:
+    """A JPEG that Pillow refused because of its EXIF, decoded without it (None if that does not help, or if
+    the file is over ``EXIF_RESCUE_BYTES``: it is read whole)."""
+    if os.fstat(file.fileno()).st_size > EXIF_RESCUE_BYTES:
+        return None
+    file.seek(0)
+    stripped = _without_exif(file.read())
     if stripped is None:
         return None
     try:
@@ -185,13 +197,48 @@ def _decode_damaged_exif(path: Path, min_size: int | None, draft: bool) -> Image
     return image
 
 
-def _refuse_special_file(path: Path) -> None:
-    """BadImageError for a FIFO, socket or device (reading one can block forever), found without opening it."""
-    mode = os.stat(path).st_mode
-    if not (stat.S_ISREG(mode) or stat.S_ISDIR(mode)):
+def _refuse_special_file(path: Path, mode: int) -> None:
+    """BadImageError for a FIFO, socket or device (reading one can block forever or never end) or a folder."""
+    if stat.S_ISDIR(mode):
+        raise BadImageError(f"{path}: is a folder, not an image file")
+    if not stat.S_ISREG(mode):
         kind = "a FIFO (named pipe)" if stat.S_ISFIFO(mode) else "a device or socket"
         raise BadImageError(f"{path}: is {kind}, not a photo file; only regular files are read, remove it "
                             "from the folder")
+
+
+def open_regular(path: str | Path) -> BinaryIO:
+    """Open a user's file for reading, only if it is a regular file of at most ``MAX_FILE_BYTES``.
+
+    A FIFO or device is refused from ``os.stat`` without opening it, and again from the opened file (opened
+    non-blocking, so a FIFO swapped in meanwhile cannot hang the open): BadImageError. OSError as ``open``.
+    """
+    path = Path(path)
+    _refuse_special_file(path, os.stat(path).st_mode)
+    handle = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_BINARY", 0))
+    file = os.fdopen(handle, "rb")  # O_NONBLOCK changes nothing for a regular file's reads
+    try:
+        info = os.fstat(handle)
+        _refuse_special_file(path, info.st_mode)
+        if info.st_size > MAX_FILE_BYTES:
+            raise BadImageError(f"{path}: {info.st_size / (1 << 30):.1f} GB, far larger than any photo (over "
+                                f"{MAX_FILE_BYTES >> 20} MB); not read. Remove it from the folder")
+    except BaseException:
+        file.close()
+        raise
+    return file
+
+
+def file_digest(path: str | Path, algorithm: str = "sha1") -> str:
+    """The hex digest of a user's file (regular files only, see :func:`open_regular`), read in chunks.
+
+    Raises BadImageError or OSError. (``download.sha256_of`` hashes the course's own downloads.)
+    """
+    digest = hashlib.new(algorithm)
+    with open_regular(path) as file:
+        for block in iter(lambda: file.read(HASH_CHUNK), b""):
+            digest.update(block)
+    return digest.hexdigest()
 
 
 def load_rgb(path: str | Path, min_size: int | None = None) -> Image.Image:
@@ -205,19 +252,19 @@ def load_rgb(path: str | Path, min_size: int | None = None) -> Image.Image:
     path = Path(path)
     head = b""
     try:
-        _refuse_special_file(path)
-        with open(path, "rb") as file:
+        with open_regular(path) as file:
             head = file.read(262)  # what filetype needs to name a format
-        if not head:
-            raise BadImageError(f"{path}: empty file (0 bytes)")
-        jpeg = head.startswith(b"\xff\xd8\xff")
-        try:
-            return _decode(path, path, min_size, draft=jpeg and bool(min_size))
-        except (UnidentifiedImageError, *DECODER_ERRORS):
-            rescued = _decode_damaged_exif(path, min_size, jpeg and bool(min_size)) if jpeg else None
-            if rescued is None:
-                raise
-            return rescued
+            if not head:
+                raise BadImageError(f"{path}: empty file (0 bytes)")
+            jpeg = head.startswith(b"\xff\xd8\xff")
+            try:
+                file.seek(0)
+                return _decode(file, path, min_size, draft=jpeg and bool(min_size))
+            except (UnidentifiedImageError, *DECODER_ERRORS):
+                rescued = _decode_damaged_exif(file, path, min_size, jpeg and bool(min_size)) if jpeg else None
+                if rescued is None:
+                    raise
+                return rescued
     except BadImageError:
         raise
     except UnidentifiedImageError:

@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import hashlib
 from collections import defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .images import image_problem
+from .images import BadImageError, file_digest, image_problem
 from .layout import ClassFolders, find_dataset, read_class_folders
 
 
@@ -45,7 +44,11 @@ def check_folders(folders: ClassFolders, split: str, report: CheckReport, seen: 
             if problem:
                 report.problems.append(problem)
                 continue
-            digest = hashlib.sha1(path.read_bytes()).hexdigest()
+            try:
+                digest = file_digest(path)  # streamed; a file swapped for a FIFO since is refused, never waited on
+            except (BadImageError, OSError) as error:
+                report.problems.append(f"{path}: changed while checked ({error})")
+                continue
             if digest in seen:
                 report.problems.append(f"{path}: duplicate of {seen[digest]} (same content)")
             else:
