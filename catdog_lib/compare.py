@@ -66,7 +66,7 @@ def paired(labels: ArrayLike, predictions_a: ArrayLike, predictions_b: ArrayLike
     p_value = binomtest(better, changed, 0.5).pvalue if changed else 1.0  # each changed photo: a fair coin?
     gain = right_b.astype(float) - right_a.astype(float)  # +1, 0 or -1 per photo
     resampled = np.random.default_rng(seed).integers(0, len(gain), size=(n_boot, len(gain)))
-    low, high = np.percentile(gain[resampled].mean(axis=1), [2.5, 97.5])
+    low, high = np.percentile(gain[resampled].mean(axis=1), [2.5, 97.5])  # the middle 95%
     return Paired(tuple(names), len(labels), (float(right_a.mean()), float(right_b.mean())),
                   better, worse, float(p_value), (float(low), float(high)))
 
