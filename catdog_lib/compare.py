@@ -15,6 +15,8 @@ import numpy as np
 from numpy.typing import ArrayLike
 from scipy.stats import binomtest
 
+ALPHA = 0.05  # a difference is "shown" when McNemar's p is below this
+
 
 @dataclass(frozen=True)
 class Paired:
@@ -25,7 +27,7 @@ class Paired:
     accuracy: tuple[float, float]
     better: int  # photos B gets right and A gets wrong
     worse: int  # photos B gets wrong and A gets right
-    p_value: float  # exact McNemar test (two-sided); 1.0 when no photo changed
+    p_value: float  # exact McNemar test (two-sided); 1.0 when no photo changed; a difference is shown below ALPHA
     interval: tuple[float, float]  # 95% paired bootstrap interval of accuracy B - A
 
     @property
@@ -33,11 +35,16 @@ class Paired:
         """Accuracy of B minus accuracy of A."""
         return self.accuracy[1] - self.accuracy[0]
 
+    @property
+    def shown(self) -> bool:
+        """Whether the split of changed photos is too lopsided for chance (McNemar's p below ALPHA)."""
+        return self.p_value < ALPHA
+
     def verdict(self) -> str:
         a, b = self.names
-        if self.p_value >= 0.05:
+        if not self.shown:
             return f"no difference shown on these {self.n} photos"
-        return f"{b} is {'better' if self.difference > 0 else 'worse'} than {a} on these {self.n} photos (p < 0.05)"
+        return f"{b} is {'better' if self.difference > 0 else 'worse'} than {a} on these {self.n} photos (p < {ALPHA})"
 
     def __str__(self) -> str:
         (a, b), (acc_a, acc_b), (low, high) = self.names, self.accuracy, self.interval
@@ -59,7 +66,7 @@ def paired(labels: ArrayLike, predictions_a: ArrayLike, predictions_b: ArrayLike
     p_value = binomtest(better, changed, 0.5).pvalue if changed else 1.0  # each changed photo: a fair coin?
     gain = right_b.astype(float) - right_a.astype(float)  # +1, 0 or -1 per photo
     resampled = np.random.default_rng(seed).integers(0, len(gain), size=(n_boot, len(gain)))
-    low, high = np.percentile(gain[resampled].mean(axis=1), [2.5, 97.5])
+    low, high = np.percentile(gain[resampled].mean(axis=1), [2.5, 97.5])  # the middle 95%
     return Paired(tuple(names), len(labels), (float(right_a.mean()), float(right_b.mean())),
                   better, worse, float(p_value), (float(low), float(high)))
 
