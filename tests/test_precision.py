@@ -17,6 +17,10 @@ def test_cuda_precision_by_compute_capability(name: str, capability: tuple[int, 
     assert devices.precision_for("cuda", capability, cpu_bf16=True) != torch.bfloat16
 
 
+def test_a_gpu_of_unknown_capability_gets_float16() -> None:
+    assert devices.precision_for("cuda") == torch.float16
+
+
 def test_cpu_and_mps_precision() -> None:
     assert devices.precision_for("cpu", cpu_bf16=True) == torch.bfloat16
     assert devices.precision_for("cpu", cpu_bf16=False) == torch.float32
@@ -25,6 +29,7 @@ def test_cpu_and_mps_precision() -> None:
 
 def test_a_t4_runs_the_frozen_backbone_in_float16(monkeypatch: pytest.MonkeyPatch) -> None:
     """inference_dtype and the one-line description read the GPU's capability: forced to a T4's here."""
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
     monkeypatch.setattr(torch.cuda, "get_device_capability", lambda device=None: (7, 5))
     monkeypatch.setattr(torch.cuda, "get_device_name", lambda device=None: "Tesla T4")
     cuda = torch.device("cuda")
