@@ -126,7 +126,8 @@ def worker_context(dataset: Dataset) -> multiprocessing.context.BaseContext | No
     """How DataLoader workers start: never by a plain fork, which Python 3.12+ warns about ("This process is
     multi-threaded, use of fork() may lead to deadlocks in the child": importing NumPy alone starts threads).
 
-    Linux: a fork server (see :func:`_forkserver`); elsewhere the platform's "spawn". Both send the dataset to
+    The program's own start method if it set one other than fork (``multiprocessing.set_start_method``); else a
+    fork server on Linux (see :func:`_forkserver`), the platform's "spawn" elsewhere. All send the dataset to
     the workers pickled: None (then no workers) where it cannot travel, such as a lambda, or a class defined
     in a notebook, whose ``__main__`` a worker cannot import.
     """
@@ -136,7 +137,10 @@ def worker_context(dataset: Dataset) -> multiprocessing.context.BaseContext | No
         return None
     if b"__main__" in data and not hasattr(sys.modules.get("__main__"), "__file__"):
         return None
-    return _forkserver() if sys.platform.startswith("linux") else multiprocessing.get_context("spawn")
+    method = multiprocessing.get_start_method(allow_none=True)
+    if method in (None, "fork"):
+        method = "forkserver" if sys.platform.startswith("linux") else "spawn"
+    return _forkserver() if method == "forkserver" else multiprocessing.get_context(method)
 
 
 def capped_batch_size(batch_size: int, n_samples: int) -> int:
