@@ -54,7 +54,7 @@ from catdog_lib import engine
 from catdog_lib.backbones import DEFAULT_ARCH, create_model, get_arch
 from catdog_lib.config import CACHE_ENV, DATA_ENV, REPO_ROOT, RUNS_ENV
 from catdog_lib.datasets import SkippedFiles
-from catdog_lib.devices import ISA_CAP_ENV, cpu_class, cpu_model, instruction_sets, pick_device, set_seed
+from catdog_lib.devices import ISA_CAP_ENV, cpu_class, cpu_model, describe_device, instruction_sets, pick_device, set_seed
 from catdog_lib.engine import ENGINE_ENV, ENGINES, INT8, backbone_runner, engine_identity, engine_name
 from catdog_lib.errors import CatdogError
 from catdog_lib.evaluation import evaluate_folder, load_model
@@ -147,7 +147,8 @@ def machine_info() -> dict[str, Any]:
     return {"cpu": cpu_model(), "cores": os.cpu_count(), "torch_threads": torch.get_num_threads(),
             "isa_cap": os.environ.get(ISA_CAP_ENV, ""),
             "torch": str(torch.__version__), "device": name, "isa": isa, "cpu_class": cpu_class(isa),
-            "engine": engine_identity(device) if engine_name(device) != INT8 else ENGINES[INT8].identity}
+            "engine": engine_identity(device) if engine_name(device) != INT8 else ENGINES[INT8].identity,
+            "gpu": describe_device(device) if device.type == "cuda" else None}
 
 
 def machine_label(machine: dict[str, Any]) -> str:
@@ -328,7 +329,9 @@ def machine_rows(machine: dict[str, Any]) -> list[list[str]]:
             ["Instruction sets", f"{machine.get('cpu_class', '?')}: {', '.join(machine.get('isa', [])) or 'none known'}"],
             ["Cores (os.cpu_count)", str(machine["cores"])],
             ["Torch threads", str(machine["torch_threads"])], ["torch", machine["torch"]],
-            ["Device", f"{machine['device']} (frozen backbone on {machine['engine']})"]]
+            ["Device", f"{machine['device']} (frozen backbone on {machine['engine']})"],
+            ["GPU", f"{machine['gpu']}: the recipes and the course ran on it" if machine.get("gpu")
+             else "no GPU on this machine"]]
 
 
 def profile_rows(profile: dict[str, Any]) -> list[list[str]]:
@@ -360,7 +363,8 @@ def report(results: dict[str, Any]) -> str:
     machine = results["machine"]
     mode = " — **quick mode**: reduced, not representative" if results["quick"] else ""
     parts = [f"Measured {results['date']}{mode}.", "",
-             markdown_table(["Machine", ""], machine_rows(machine)), "",
+             markdown_table(["Machine", ""], machine_rows(machine)
+                            + ([["Photos", results["photos"]]] if results.get("photos") else [])), "",
              markdown_table(["Measure", "Value", "Goal", "Met"],
                             results_rows(results) + course_rows(results.get("course", [])))]
     if results.get("profile"):
@@ -728,6 +732,13 @@ def data_root_or_exit() -> Path:
     return layout.root
 
 
+def photos_used(root: Path) -> str:
+    """How many photos the parts draw on: the training split (80/20 train/valid) and the test split."""
+    layout = find_dataset(root)
+    parts = [("train", layout.train())] + ([("test", layout.test())] if layout.test_dir else [])
+    return "; ".join(f"{sum(folders.counts().values()):,} {name}" for name, folders in parts) + f" ({root.name})"
+
+
 def log(message: str) -> None:
     print(f"[bench] {message}", file=sys.stderr, flush=True)
 
@@ -738,7 +749,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         os.environ.update({ISA_CAP_ENV: "AVX2", "ATEN_CPU_CAPABILITY": "avx2"})
     root = data_root_or_exit()
     results: dict[str, Any] = {"date": datetime.date.today().isoformat(), "quick": args.quick,
-                               "data": str(root), "machine": machine_info()}
+                               "data": str(root), "machine": machine_info(), "photos": photos_used(root)}
     log(f"1/3 tutorial recipe: {args.tutorial_batches} batches of {TUTORIAL_BATCH_SIZE} (+{WARMUP_BATCHES} warm-up)")
     results["tutorial"] = tut = in_child(tutorial_part, root, args.tutorial_batches)
     log(f"2/3 feature extraction: {args.extract_images} photos, no cache")

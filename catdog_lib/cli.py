@@ -65,8 +65,10 @@ RUN_SETTINGS = ("data", "out", "arch", "recipe", "epochs", "batch_size", "lr", "
 
 def _cmd_train(args: argparse.Namespace) -> int:
     from .config import data_root
+    from .devices import describe_device, pick_device
     from .training import TrainConfig, train
 
+    print(describe_device(pick_device(args.device)), flush=True)
     given = {name: getattr(args, name) for name in RUN_SETTINGS if getattr(args, name) is not None}
     if args.resume:
         if given:

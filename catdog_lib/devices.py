@@ -52,13 +52,40 @@ def cpu_has_fast_bf16() -> bool:
         return False
 
 
-def inference_dtype(device: torch.device, enabled: bool = True) -> torch.dtype:
-    """Precision for a frozen network: float16 on CUDA, bfloat16 on CPUs with native support, else float32."""
-    if enabled and device.type == "cuda":
-        return torch.float16
-    if enabled and device.type == "cpu" and cpu_has_fast_bf16():
+def precision_for(device_type: str, capability: tuple[int, int] | None = None,
+                  cpu_bf16: bool = False) -> torch.dtype:
+    """The frozen backbone's precision on a device, from what it is (no GPU needed: tests force any case).
+
+    CUDA: float16 from compute capability 7.0 (tensor cores: V100, T4 7.5, A100, L4, H100/H200 9.0) or when it is
+    unknown, float32 below. Never bfloat16 on CUDA: a T4 has none, and where there is some float16 runs on the same tensor cores
+    (not measured faster or slower here: no GPU). CPU: bfloat16 where oneDNN runs it natively. MPS: float32.
+    """
+    if device_type == "cuda":
+        return torch.float32 if capability is not None and tuple(capability) < (7, 0) else torch.float16
+    if device_type == "cpu" and cpu_bf16:
         return torch.bfloat16
     return torch.float32
+
+
+def inference_dtype(device: torch.device, enabled: bool = True) -> torch.dtype:
+    """:func:`precision_for` this machine's ``device`` (float32 when not ``enabled``)."""
+    if not enabled:
+        return torch.float32
+    visible = device.type == "cuda" and torch.cuda.is_available()
+    capability = torch.cuda.get_device_capability(device) if visible else None
+    return precision_for(device.type, capability, device.type == "cpu" and cpu_has_fast_bf16())
+
+
+def describe_device(device: torch.device, reduced_precision: bool = True) -> str:
+    """One line: the device (the GPU's name and capability) and the precisions used on it."""
+    name = "CPU"
+    if device.type == "cuda":
+        major, minor = torch.cuda.get_device_capability(device)
+        name = f"{torch.cuda.get_device_name(device)}, compute capability {major}.{minor}"
+    elif device.type == "mps":
+        name = "Apple GPU"
+    frozen = str(inference_dtype(device, reduced_precision)).removeprefix("torch.")
+    return f"device: {device.type} ({name}); precision: {frozen} for the frozen backbone, float32 for training"
 
 
 def inference_autocast(device: torch.device, enabled: bool = True) -> contextlib.AbstractContextManager:

@@ -20,7 +20,7 @@ MIN_IMAGE_SIZE, MAX_IMAGE_SIZE = 16, 600  # 600: the largest input of any ImageN
 MAX_CLASSES = 1000
 MAX_HEAD_WIDTH = 1 << 16
 MAX_HEAD_LAYERS = 32
-RECIPES = ("features", "finetune")
+RECIPES = ("features", "finetune", "whole")  # training.RECIPES (tests/test_recipe_matrix.py checks)
 
 
 def _bad(path: str | Path, field: str, value: object, must: str) -> CatdogError:

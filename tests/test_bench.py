@@ -82,7 +82,9 @@ def test_an_emulated_cpu_says_so_in_its_heading(bench):
 
 def test_machine_info_has_the_table_fields(bench):
     info = bench.machine_info()
-    assert set(info) == {"cpu", "cores", "torch_threads", "torch", "device", "isa", "cpu_class", "engine", "isa_cap"}
+    assert set(info) == {"cpu", "cores", "torch_threads", "torch", "device", "isa", "cpu_class", "engine", "isa_cap",
+                         "gpu"}
+    assert (info["gpu"] is None) == (info["device"] == "cpu")
     assert info["cores"] >= 1 and info["torch_threads"] >= 1
     assert bench.machine_label(info).startswith(info["cpu"])
 
@@ -263,3 +265,18 @@ def test_course_notebooks_reads_the_runners_summary(bench, tmp_path):
     assert run_course(fast=True, out=tmp_path / "out", notebooks=[notebook]) == 0
     seconds = bench.course_notebooks((tmp_path / "out" / "summary.txt").read_text())
     assert list(seconds) == ["99_tiny.ipynb"] and seconds["99_tiny.ipynb"] > 0
+
+
+def _machine_table(text: str) -> dict[str, str]:
+    return {cells[0]: cells[1] for cells in ([cell.strip() for cell in line.strip("|").split("|")]
+                                             for line in text.split("\n\n")[1].splitlines()[2:])}
+
+
+def test_the_machine_table_names_the_gpu_or_its_absence_and_the_photos(bench, real_data_root):
+    results = fake_results()
+    assert _machine_table(bench.report(results))["GPU"] == "no GPU on this machine"
+    results["machine"]["gpu"] = "device: cuda (NVIDIA H200, compute capability 9.0); precision: float16"
+    results["photos"] = bench.photos_used(real_data_root)
+    table = _machine_table(bench.report(results))
+    assert table["GPU"] == f"{results['machine']['gpu']}: the recipes and the course ran on it"
+    assert table["Photos"] == "2,000 train; 1,000 test (cat-and-dog)"

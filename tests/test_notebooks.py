@@ -230,3 +230,10 @@ def test_worked_solutions_are_tagged_and_name_their_exercise(nb):
         match = re.match(r"# Exercise (\d+): \S", cell.source)
         assert match and int(match.group(1)) in items, cell.source[:80]
         assert nb.cells.index(cell) > exercises
+
+
+def test_no_test_runner_markers_in_what_a_student_reads(nb):
+    """Which outputs nbval compares is kept in metadata (tools/nbval_outputs.py), not in the cells' text."""
+    for cell in nb.cells:
+        text = cell.source.lower()
+        assert "nbval" not in text and "papermill" not in text and "pytest" not in text, cell.source[:80]
