@@ -27,9 +27,13 @@ VALID_FRACTION = 0.3
 PHOTOS_PER_CLASS = 24
 
 
-def run_notebook(name: str, params: dict, edits: dict[str, str] | None = None) -> nbformat.NotebookNode:
-    """Execute a notebook with ``params`` injected and code cells edited (old text -> new text)."""
+def run_notebook(name: str, params: dict, edits: dict[str, str] | None = None,
+                 after: str | None = None) -> nbformat.NotebookNode:
+    """Execute a notebook with ``params`` injected, code cells edited (old text -> new text) and the code
+    ``after`` run last (e.g. to write the kernel's variables to a file)."""
     nb = nbformat.read(NOTEBOOK_DIR / name, as_version=4)
+    if after:
+        nb.cells.append(new_code_cell(after))
     for old, new in (edits or {}).items():
         cells = [cell for cell in nb.cells if cell.cell_type == "code" and old in cell.source]
         assert len(cells) == 1, old
