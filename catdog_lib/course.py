@@ -34,10 +34,21 @@ COURSE_SPLIT = config.runs_dir() / "course-split.json"  # notebook 01 splits the
 SYNTHETIC_ROOT = config.data_dir() / "synthetic-cats-vs-dogs"
 FAST_PER_CLASS = 60  # fast mode: training photos per class (and a quarter of that for validation)
 FAST_EPOCHS = 10
+FAST_FINETUNE_EPOCHS = 2  # fast mode: most epochs of notebook 04's fine-tuning
+FAST_CURVE_SEEDS = 2  # fast mode: seeds per size of notebook 04's learning curve
 FAST_TEST_PER_CLASS = 50
 
 
 # --- data and the course's training run ----------------------------------------------------------
+
+
+def fast_cap(name: str, value: int, cap: int) -> int:
+    """``value``, or ``cap`` in fast mode when it is smaller, said in one printed line (a parameter that fast
+    mode shrinks never loses its meaning silently)."""
+    if fast_mode() and value > cap:
+        print(f"fast mode: {name} {value} capped at {cap}")
+        return cap
+    return value
 
 
 def has_dataset(root: Path) -> bool:

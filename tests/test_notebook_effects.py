@@ -27,9 +27,13 @@ VALID_FRACTION = 0.3
 PHOTOS_PER_CLASS = 24
 
 
-def run_notebook(name: str, params: dict, edits: dict[str, str] | None = None) -> nbformat.NotebookNode:
-    """Execute a notebook with ``params`` injected and code cells edited (old text -> new text)."""
+def run_notebook(name: str, params: dict, edits: dict[str, str] | None = None,
+                 after: str | None = None) -> nbformat.NotebookNode:
+    """Execute a notebook with ``params`` injected, code cells edited (old text -> new text) and the code
+    ``after`` run last (e.g. to write the kernel's variables to a file)."""
     nb = nbformat.read(NOTEBOOK_DIR / name, as_version=4)
+    if after:
+        nb.cells.append(new_code_cell(after))
     for old, new in (edits or {}).items():
         cells = [cell for cell in nb.cells if cell.cell_type == "code" and old in cell.source]
         assert len(cells) == 1, old
@@ -114,3 +118,15 @@ def test_an_edited_optimizer_and_augmentation_are_the_ones_used(notebook_run, co
     assert "views cached per training photo: ('draw0', 'draw1', 'draw2', 'draw3')" in text
     with pytest.raises(CatdogError, match="trained with SGD in a notebook"):
         train(TrainConfig(data="", out=str(run)), resume=True)
+
+
+def test_fast_mode_says_what_it_caps(monkeypatch, capsys):
+    """A parameter that fast mode shrinks says so in the output, where it applies (notebook 04's EPOCHS)."""
+    from catdog_lib import course
+
+    monkeypatch.setenv("CATDOG_FAST", "1")
+    assert course.fast_cap("EPOCHS", 40, 10) == 10
+    assert capsys.readouterr().out == "fast mode: EPOCHS 40 capped at 10\n"
+    assert course.fast_cap("EPOCHS", 5, 10) == 5 and capsys.readouterr().out == ""
+    monkeypatch.delenv("CATDOG_FAST")
+    assert course.fast_cap("EPOCHS", 40, 10) == 40 and capsys.readouterr().out == ""
