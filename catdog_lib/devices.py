@@ -85,6 +85,8 @@ def describe_device(device: torch.device, reduced_precision: bool = True) -> str
     elif device.type == "mps":
         name = "Apple GPU"
     frozen = str(inference_dtype(device, reduced_precision)).removeprefix("torch.")
+    if device.type == "cpu":  # features.py runs the frozen backbone on an inference engine when one is installed
+        frozen = f"an inference engine's (OpenVINO: float32, or int8 on large runs) or PyTorch's {frozen}"
     return f"device: {device.type} ({name}); precision: {frozen} for the frozen backbone, float32 for training"
 
 

@@ -41,5 +41,6 @@ def test_a_t4_runs_the_frozen_backbone_in_float16(monkeypatch: pytest.MonkeyPatc
 
 def test_the_cpu_line_names_this_cpus_precision() -> None:
     dtype = "bfloat16" if devices.cpu_has_fast_bf16() else "float32"
-    assert devices.describe_device(torch.device("cpu")) == (f"device: cpu (CPU); precision: {dtype} for the "
-                                                            "frozen backbone, float32 for training")
+    assert devices.describe_device(torch.device("cpu")) == (
+        f"device: cpu (CPU); precision: an inference engine's (OpenVINO: float32, or int8 on large runs) or "
+        f"PyTorch's {dtype} for the frozen backbone, float32 for training")
