@@ -2,9 +2,9 @@
 
 Runs the six notebooks in order, in full mode, on the real photos (`CATDOG_DATA_DIR`), and writes each one,
 with every output and figure, to `docs/executed/`: a first cell names the machine (CPU and its class), the
-date, the data and the time the notebook took. Progress bars keep their text only; figures are PNGs at most
-`MAX_WIDTH` pixels wide. Then the "lesson results" table of docs/BENCHMARKS.md is written from what the
-notebooks printed: every paired comparison (`compare.paired`) and every spread over seeds (`compare.spread`).
+date, the data and the time the notebook took. Progress bars keep their text only; figures are at most
+`MAX_WIDTH` pixels wide (PNG, or JPEG for photos). Then the "lesson results" table of docs/BENCHMARKS.md is
+written from what the notebooks printed: every paired comparison (`compare.paired`) and every spread over seeds (`compare.spread`).
 tests/test_executed.py checks that the edition is current and that every number the notebooks' prose quotes
 is printed by it.
 
@@ -28,7 +28,8 @@ REPO = Path(__file__).resolve().parent.parent
 OUT = REPO / "docs" / "executed"
 BENCHMARKS = REPO / "docs" / "BENCHMARKS.md"
 RUNS = REPO / "runs" / "executed"  # the edition's own course folder runs: 05 and 06 find 04's model there
-MAX_WIDTH = 900
+MAX_WIDTH = 800
+MAX_PNG_BYTES = 150_000  # larger PNGs (grids of photos) become JPEGs
 WIDGET = "application/vnd.jupyter.widget-view+json"
 TABLE_START, TABLE_END = "<!-- lesson-results:start -->", "<!-- lesson-results:end -->"
 PAIRED = re.compile(
@@ -87,17 +88,21 @@ def write_lesson_results(notebooks: dict[str, nbformat.NotebookNode]) -> None:
     BENCHMARKS.write_text(f"{before}{TABLE_START}\n{lesson_results(notebooks)}\n{TABLE_END}{after}", encoding="utf-8")
 
 
-def small_png(data: str) -> str:
-    """A base64 PNG at most MAX_WIDTH pixels wide."""
+def small_figure(data: str) -> tuple[str, str]:
+    """A base64 PNG figure at most MAX_WIDTH pixels wide: (mime type, base64), a JPEG where photos make the PNG
+    larger than MAX_PNG_BYTES."""
     from PIL import Image
 
     image = Image.open(io.BytesIO(base64.b64decode(data)))
-    if image.width <= MAX_WIDTH:
-        return data
-    image = image.resize((MAX_WIDTH, round(image.height * MAX_WIDTH / image.width)), Image.LANCZOS)
+    if image.width > MAX_WIDTH:
+        image = image.resize((MAX_WIDTH, round(image.height * MAX_WIDTH / image.width)), Image.LANCZOS)
     buffer = io.BytesIO()
     image.save(buffer, format="PNG", optimize=True)
-    return base64.b64encode(buffer.getvalue()).decode("ascii")
+    if buffer.tell() > MAX_PNG_BYTES:
+        buffer = io.BytesIO()
+        image.convert("RGB").save(buffer, format="JPEG", quality=80, optimize=True)
+        return "image/jpeg", base64.b64encode(buffer.getvalue()).decode("ascii")
+    return "image/png", base64.b64encode(buffer.getvalue()).decode("ascii")
 
 
 def tidy(nb: nbformat.NotebookNode) -> None:
@@ -107,7 +112,8 @@ def tidy(nb: nbformat.NotebookNode) -> None:
             data = output.get("data", {})
             data.pop(WIDGET, None)
             if "image/png" in data:
-                data["image/png"] = small_png(data["image/png"])
+                kind, figure = small_figure(data.pop("image/png"))
+                data[kind] = figure
     nb.metadata.pop("widgets", None)
 
 
@@ -116,7 +122,7 @@ def header(name: str, seconds: float, machine: str, data: list[str]) -> nbformat
              f"**full mode** on {date.today().isoformat()} by `make executed`, in {seconds:.0f} s.",
              f"> Machine: {machine}.", *[f"> {line}" for line in data],
              "> Edit and run the notebook in `notebooks/`; this copy is regenerated, not edited."]
-    return nbformat.v4.new_markdown_cell("\n".join(lines), id="executed-edition")
+    return nbformat.v4.new_markdown_cell("  \n".join(lines), id="executed-edition")  # a line break each
 
 
 def main(names: list[str]) -> int:
