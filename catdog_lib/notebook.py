@@ -62,13 +62,13 @@ def install_cell(repository: str = REPOSITORY) -> str:
 
 
 def set_links(nb, name: str, repository: str = REPOSITORY, folder: str = "notebooks") -> None:
-    """Point notebook ``name``'s badge (its first line) and install cell at ``repository``, where the
-    notebook is ``folder/name``; ``nb`` is an nbformat notebook, changed in place."""
-    first = nb.cells[0]
-    if first.cell_type == "markdown" and first.source.startswith(BADGE):
+    """Point notebook ``name``'s badge (the first line of its first badge cell) and install cell at
+    ``repository``, where the notebook is ``folder/name``; ``nb`` is an nbformat notebook, changed in place."""
+    first = next((cell for cell in nb.cells if cell.cell_type == "markdown" and cell.source.startswith(BADGE)), None)
+    if first is not None:
         first.source = "\n".join([badge(name, repository, folder), *first.source.split("\n")[1:]])
     install = next(cell for cell in nb.cells if cell.cell_type == "code")
-    if "google.colab" in install.source and "install" in install.source:
+    if "google.colab" in install.source and "install" in install.source and install.source != install_cell(repository):
         install.source, install.outputs, install.execution_count = install_cell(repository), [], None
 
 

@@ -2,7 +2,7 @@
 
 Sets ``REPOSITORY`` in catdog_lib/notebook.py and rewrites every copy of the old URL in the checkout: the
 README, pyproject's URLs and each notebook's Colab badge and install cell (regenerated, so they also pin the
-release tag of the package's version, ``v{version}``). Without URL it only regenerates the notebooks' badges
+release tag of the package's version, ``v{version}``), in notebooks/ and in the executed edition (docs/executed/). Without URL it only regenerates the notebooks' badges
 and install cells (after a version bump). Usage: python tools/repository.py [URL] [--root CHECKOUT]
 """
 
@@ -54,7 +54,8 @@ def main(argv: list[str] | None = None) -> int:
         if old in text and (updated := rewrite_text(text, old, new, notebook.RELEASE)) != text:
             path.write_text(updated, encoding="utf-8")
             changed.append(path)
-    for path in sorted((root / "notebooks").glob("*.ipynb")):
+    # The executed edition (docs/executed/) holds the same badges and install cells, outputs beside them.
+    for path in sorted([*(root / "notebooks").glob("*.ipynb"), *(root / "docs" / "executed").glob("*.ipynb")]):
         nb = nbformat.read(path, as_version=4)
         before = nbformat.writes(nb)
         notebook.set_links(nb, path.name, new)
