@@ -67,9 +67,9 @@ def set_links(nb, name: str, repository: str = REPOSITORY, folder: str = "notebo
     first = next((cell for cell in nb.cells if cell.cell_type == "markdown" and cell.source.startswith(BADGE)), None)
     if first is not None:
         first.source = "\n".join([badge(name, repository, folder), *first.source.split("\n")[1:]])
-    install = next(cell for cell in nb.cells if cell.cell_type == "code")
-    if "google.colab" in install.source and "install" in install.source and install.source != install_cell(repository):
-        install.source, install.outputs, install.execution_count = install_cell(repository), [], None
+    install, wanted = next(cell for cell in nb.cells if cell.cell_type == "code"), install_cell(repository)
+    if "google.colab" in install.source and "install" in install.source and install.source != wanted:
+        install.source, install.outputs, install.execution_count = wanted, [], None
 
 
 def on_colab() -> bool:
