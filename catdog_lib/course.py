@@ -13,7 +13,7 @@ import torch
 from . import config
 from .backbones import DEFAULT_ARCH
 from .checkpoint import atomic_write_text
-from .config import data_root, fast_mode
+from .config import DATA_ENV, data_root, fast_mode
 from .errors import CatdogError
 from .evaluation import Evaluation
 from .features import file_digest
@@ -63,11 +63,23 @@ def has_dataset(root: Path) -> bool:
 def course_data_root(data_dir: str | os.PathLike | None = None) -> tuple[Path, bool]:
     """The photos to use and whether they are synthetic.
 
-    ``config.data_root(data_dir)`` when it holds a dataset; otherwise the SYNTHETIC set (made on first
-    use in ``data/synthetic-cats-vs-dogs``), announced loudly, never silently.
+    ``config.data_root(data_dir)`` when it holds a dataset. A data folder that was given (``data_dir``,
+    $CATDOG_DATA_DIR) or that exists (``data/cat-and-dog``) but holds no usable dataset is an error naming
+    the folder and what it lacks: nobody should believe they trained on their photos. Only without either,
+    the SYNTHETIC set (made on first use in ``data/synthetic-cats-vs-dogs``), announced loudly.
     """
     root = data_root(data_dir)
-    if has_dataset(root):
+    given = "DATA_DIR" if data_dir else DATA_ENV if os.environ.get(DATA_ENV, "").strip() else None
+    if given or root.exists():
+        try:
+            find_dataset(root).train()
+        except CatdogError as error:
+            source = ("The data folder is DATA_DIR (parameters cell): point it at a dataset, or set it to None "
+                      "for the course's data." if given == "DATA_DIR" else
+                      f"The data folder is ${DATA_ENV}: point it at a dataset, or unset it for the course's data."
+                      if given else "It is the course's data folder: finish getting the photos (`catdog data "
+                      "download`), or remove the folder to run on synthetic data.")
+            raise CatdogError(f"{error} {source}") from None
         return root, False
     make_synthetic_dataset(SYNTHETIC_ROOT)
     rule = "!" * 78
