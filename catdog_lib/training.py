@@ -29,7 +29,8 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from .backbones import DEFAULT_ARCH, TransferNet, create_model, get_arch, head_spec
-from .checkpoint import atomic_write_bytes, atomic_write_text, load_checkpoint, save_checkpoint
+from .checkpoint import load_checkpoint, save_checkpoint
+from .files import atomic_write_bytes, atomic_write_text
 from .config import cache_dir
 from .datasets import SkippedFiles, iterate_good, make_loader
 from .devices import pick_device, set_seed
