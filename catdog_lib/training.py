@@ -31,7 +31,8 @@ from tqdm.auto import tqdm
 
 from . import parameters as rules
 from .backbones import DEFAULT_ARCH, TransferNet, create_model, get_arch, head_spec
-from .checkpoint import atomic_write_bytes, atomic_write_text, load_checkpoint, save_checkpoint
+from .checkpoint import load_checkpoint, save_checkpoint
+from .files import atomic_write_bytes, atomic_write_text
 from .config import cache_dir
 from .datasets import SkippedFiles, iterate_good, make_loader
 from .devices import DEVICE_NAMES, pick_device, set_seed
