@@ -37,6 +37,7 @@ FAST_PER_CLASS = 60  # fast mode: training photos per class (and a quarter of th
 FAST_EPOCHS = 10
 FAST_FINETUNE_EPOCHS = 2  # fast mode: most epochs of notebook 04's fine-tuning
 FAST_CURVE_SEEDS = 2  # fast mode: seeds per size of notebook 04's learning curve
+FAST_WHOLE_PER_CLASS = 10  # fast mode: training photos per class of notebook 04's whole-network comparison
 FAST_TEST_PER_CLASS = 50
 
 

@@ -89,6 +89,7 @@ NOTEBOOK_RULES: dict[str, Rule] = {
     "CURVE_SIZES": Rule(lambda v: isinstance(v, (tuple, list)) and bool(v) and all(COUNT.test(n) for n in v),
                         "a tuple of whole numbers of at least 1, such as (10, 25, 100)"),
     "CURVE_SEEDS": COUNT, "CURVE_EPOCHS": COUNT, "LR_FIND_STEPS": whole(2), "LR_SEEDS": COUNT, "LR_EPOCHS": COUNT,
+    "COMPARE_SEEDS": COUNT, "COMPARE_EPOCHS": COUNT, "WHOLE_PER_CLASS": COUNT,
     "SCRATCH_SIZE": Rule(whole(32).test, "a whole number of at least 32 (the network halves it five times)"),
     "N_MISCLASSIFIED": COUNT, "N_GRADCAM": COUNT, "CALIBRATION_BINS": COUNT, "N_BOOTSTRAP": COUNT,
     "TEMPERATURE_RANGE": Rule(_temperature_range, "two positive numbers, the smaller first, such as (0.05, 20.0)"),
