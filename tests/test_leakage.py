@@ -55,7 +55,7 @@ def course(tmp_path_factory: pytest.TempPathFactory) -> dict:
             {'tempfile.TemporaryDirectory(prefix="catdog-04-")': f"contextlib.nullcontext({str(base / 'ex04')!r})"},
             after=DUMP.format(path=str(base / "04.json"), parts='{"train": split.train, "valid": split.valid, '
                               '"curve_train": zip(batches.train.paths), "curve_valid": zip(batches.valid.paths), '
-                              '"whole_train": few}'))
+                              '"whole_train": whole_train}'))
         run_notebook("03_augmentation.ipynb", {"SEED": SEED_03, "PER_CLASS": 4, "SEEDS": 2, "EPOCHS": 2,
                                                "DATA_DIR": str(data)},
                      {'tempfile.TemporaryDirectory(prefix="catdog-03-")':
