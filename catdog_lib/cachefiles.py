@@ -2,7 +2,7 @@
 
 A cache entry changes a run's numbers, so it is trusted only if this user wrote it and no one else could
 have changed it since: it is owned by this user, a regular file (not a symlink, FIFO or device), and either
-not writable by group or others (how :func:`checkpoint.atomic_write_bytes` writes entries with
+not writable by group or others (how :func:`files.atomic_write_bytes` writes entries with
 ``others_write=False``) or in a folder only its owner can write (so it cannot be renamed to another entry's
 name after a change). Where files have no owners (Windows), every entry is this user's.
 """

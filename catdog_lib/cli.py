@@ -15,6 +15,7 @@ from pathlib import Path
 
 from .errors import CatdogError
 from .notebook import REPOSITORY
+from .parameters import MAX_SEED
 
 
 class _Parser(argparse.ArgumentParser):
@@ -53,14 +54,13 @@ def _positive(kind: type):
     return _number(kind, 1 if kind is int else 0, math.inf, "positive")
 
 
-MAX_SEED = 2**32 - 1
 # A learning rate above 0 and at most 1 (the tutorial's is 1e-3; far above 1 overflows at once); a seed
-# every RNG accepts (NumPy's limit).
+# every RNG accepts.
 _learning_rate = _number(float, 0, 1, "positive and at most 1 (e.g. 1e-3)")
 _seed = _number(int, 0, MAX_SEED, f"an integer from 0 to {MAX_SEED}")
 
 
-RUN_SETTINGS = ("data", "out", "arch", "recipe", "epochs", "batch_size", "lr", "seed", "weights")
+RUN_SETTINGS = ("data", "out", "arch", "recipe", "epochs", "finetune_epochs", "batch_size", "lr", "seed", "weights")
 
 
 def _cmd_train(args: argparse.Namespace) -> int:
@@ -80,13 +80,19 @@ def _cmd_train(args: argparse.Namespace) -> int:
     else:
         if args.out is None:
             raise CatdogError("train: --out RUN_DIR is required (or --resume RUN_DIR).")
+        if "finetune_epochs" in given and given.get("recipe") != "finetune":
+            raise CatdogError("--finetune-epochs counts the finetune recipe's second stage; add --recipe finetune "
+                              "or drop it.")
         if given.get("weights") == "none":
             given["weights"] = None
         given.update(data=str(data_root(args.data).resolve()), out=str(args.out))
         metrics = train(TrainConfig(**given, device=args.device, progress=not args.quiet))
         out = args.out
+    stages = metrics.get("stages")  # finetune: the head's epochs, then the fine-tuning's
+    ran = (f"{stages['head']['epochs']} + {stages['finetune']['epochs']} fine-tuning epochs" if stages
+           else f"{metrics['epochs_run']} epochs")
     print(f"best valid accuracy {metrics['best_valid_accuracy']:.4f} at epoch {metrics['best_epoch']} "
-          f"({metrics['epochs_run']} epochs, {metrics['elapsed_s']:.1f} s); wrote {Path(out) / 'best.pt'}")
+          f"({ran}, {metrics['elapsed_s']:.1f} s); wrote {Path(out) / 'best.pt'}")
     return 0
 
 
@@ -187,8 +193,8 @@ def _cmd_course(args: argparse.Namespace) -> int:
 ARCH_NAMES = ("efficientnet_lite0", "efficientnet_lite1", "efficientnet_lite2", "mobilenet_v3_large", "resnet50",
               "vgg16_bn")
 RECIPE_NAMES = ("features", "finetune", "whole")
-TRAIN_DEFAULTS = {"arch": "efficientnet_lite2", "recipe": "features", "epochs": 40, "batch_size": 32, "seed": 42,
-                  "lr": {"features": 1e-3, "finetune": 1e-3, "whole": 1e-4}}
+TRAIN_DEFAULTS = {"arch": "efficientnet_lite2", "recipe": "features", "epochs": 40, "finetune_epochs": 8,
+                  "batch_size": 32, "seed": 42, "lr": {"features": 1e-3, "finetune": 1e-3, "whole": 1e-4}}
 
 
 def _command(sub, name: str, summary: str, example: str) -> argparse.ArgumentParser:
@@ -215,7 +221,12 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--recipe", choices=RECIPE_NAMES,
                        help=f"features: a new head on the frozen backbone (default); finetune: then its last "
                             f"stage too, on cached stage inputs, kept only if no worse; whole: every layer on photos")
-    train.add_argument("--epochs", type=_positive(int), help=f"most epochs (default {defaults['epochs']})")
+    train.add_argument("--epochs", type=_positive(int),
+                       help=f"most epochs, early stopping may end sooner (default {defaults['epochs']}); with "
+                            f"--recipe finetune, of its first stage (the head), then up to --finetune-epochs more")
+    train.add_argument("--finetune-epochs", type=_positive(int),
+                       help=f"--recipe finetune: most epochs of its second stage, the last stage and the head "
+                            f"(default {defaults['finetune_epochs']})")
     train.add_argument("--batch-size", type=_positive(int), help=f"default {defaults['batch_size']}")
     train.add_argument("--lr", type=_learning_rate,
                        help=f"learning rate (default {defaults['lr']['features']} features and finetune's "
@@ -303,8 +314,27 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _is_negative_number(text: str) -> bool:
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return text.startswith("-")
+
+
+def negative_values(argv: Sequence[str]) -> list[str]:
+    """``--lr -1e-3`` as ``--lr=-1e-3``: argparse takes a value starting with "-" for an option unless it looks like
+    -2 or -0.5, and says "expected one argument"; joined, the option's own check says what is allowed."""
+    args = list(argv)
+    for i in range(len(args) - 1, 0, -1):
+        option = args[i - 1]
+        if option.startswith("--") and option != "--" and "=" not in option and _is_negative_number(args[i]):
+            args[i - 1:i + 1] = [f"{option}={args[i]}"]
+    return args
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    args = build_parser().parse_args(negative_values(sys.argv[1:] if argv is None else argv))
     plain_format = warnings.formatwarning
     with warnings.catch_warnings():
         warnings.simplefilter("default")

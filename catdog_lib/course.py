@@ -12,11 +12,11 @@ import torch
 
 from . import config
 from .backbones import DEFAULT_ARCH
-from .checkpoint import atomic_write_text
-from .config import data_root, fast_mode
+from .config import DATA_ENV, data_root, fast_mode
 from .errors import CatdogError
 from .evaluation import Evaluation
 from .features import file_digest
+from .files import atomic_write_text
 from .layout import (
     Sample,
     evaluation_folders,
@@ -25,6 +25,7 @@ from .layout import (
     match_classes,
     natural_key,
 )
+from .runfolder import LOCK, MARKER, RunFolderBusy, claim_run_folder, run_owner
 from .split import Split, stratified_split, subset_per_class
 from .synthetic import make_synthetic_dataset
 from .training import TrainConfig, train
@@ -36,6 +37,7 @@ FAST_PER_CLASS = 60  # fast mode: training photos per class (and a quarter of th
 FAST_EPOCHS = 10
 FAST_FINETUNE_EPOCHS = 2  # fast mode: most epochs of notebook 04's fine-tuning
 FAST_CURVE_SEEDS = 2  # fast mode: seeds per size of notebook 04's learning curve
+FAST_WHOLE_PER_CLASS = 10  # fast mode: training photos per class of notebook 04's whole-network comparison
 FAST_TEST_PER_CLASS = 50
 
 
@@ -63,11 +65,23 @@ def has_dataset(root: Path) -> bool:
 def course_data_root(data_dir: str | os.PathLike | None = None) -> tuple[Path, bool]:
     """The photos to use and whether they are synthetic.
 
-    ``config.data_root(data_dir)`` when it holds a dataset; otherwise the SYNTHETIC set (made on first
-    use in ``data/synthetic-cats-vs-dogs``), announced loudly, never silently.
+    ``config.data_root(data_dir)`` when it holds a dataset. A data folder that was given (``data_dir``,
+    $CATDOG_DATA_DIR) or that exists (``data/cat-and-dog``) but holds no usable dataset is an error naming
+    the folder and what it lacks: nobody should believe they trained on their photos. Only without either,
+    the SYNTHETIC set (made on first use in ``data/synthetic-cats-vs-dogs``), announced loudly.
     """
     root = data_root(data_dir)
-    if has_dataset(root):
+    given = "DATA_DIR" if data_dir else DATA_ENV if os.environ.get(DATA_ENV, "").strip() else None
+    if given or root.exists():
+        try:
+            find_dataset(root).train()
+        except CatdogError as error:
+            source = ("The data folder is DATA_DIR (parameters cell): point it at a dataset, or set it to None "
+                      "for the course's data." if given == "DATA_DIR" else
+                      f"The data folder is ${DATA_ENV}: point it at a dataset, or unset it for the course's data."
+                      if given else "It is the course's data folder: finish getting the photos (`catdog data "
+                      "download`), or remove the folder to run on synthetic data.")
+            raise CatdogError(f"{error} {source}") from None
         return root, False
     make_synthetic_dataset(SYNTHETIC_ROOT)
     rule = "!" * 78
@@ -125,9 +139,23 @@ def _course_split_file(root: Path, path: Path = COURSE_SPLIT) -> Path:
 
 
 def fresh_course_run(run: Path = COURSE_RUN) -> Path:
-    """Remove a previous course run so that training really starts from scratch."""
-    if run.exists():
-        shutil.rmtree(run)
+    """Empty a previous course run so that training really starts from scratch.
+
+    The run folder is locked first and stays locked by this process (notebook 04's kernel) while it trains
+    there; its lock file is kept, so that another course's fresh start cannot delete the run meanwhile.
+    """
+    try:
+        claim_run_folder(run, None, resume=False)
+    except RunFolderBusy:
+        raise CatdogError(f"{run}: another course (process {run_owner(run)}) is training in this folder; "
+                          "its run was left alone. Wait for it to finish, then run this notebook again.") from None
+    previous = [entry for entry in run.iterdir() if entry.name not in {LOCK, MARKER}]
+    for entry in previous:
+        if entry.is_dir() and not entry.is_symlink():
+            shutil.rmtree(entry)
+        else:
+            entry.unlink()
+    if previous:
         print(f"removed the previous course run in {run}")
     return run
 

@@ -6,12 +6,15 @@ course needs it. :func:`analyse` is the page's work without the page, so it runs
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import os
 import shutil
+import signal
 import socket
 import sys
 import tempfile
+import threading
 import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -23,10 +26,12 @@ import numpy as np
 from .errors import CatdogError
 from .evaluation import LoadedModel, load_model, predict
 from .gradcam import explain
+from .upload import remove_orphans
 
 MISSING_GRADIO = ("the web demo needs Gradio, the course's optional demo extra: pip install 'gradio>=6' "
                   "(in the course folder: .venv/bin/pip install -e '.[demo]').")
 MAX_UPLOAD = "50mb"
+PREFIX = "catdog-demo-"  # the private uploads folder: catdog-demo-<pid>-<random>
 
 
 @dataclass(frozen=True)
@@ -98,17 +103,43 @@ def addresses(host: str, port: int) -> tuple[list[str], str | None]:
                   "it on this machine.")
 
 
+def _stop(signum: int, frame: object) -> None:
+    """A stop signal (SIGTERM, SIGHUP: the terminal was closed) ends the demo as Ctrl-C does: cleanups run."""
+    raise SystemExit(128 + signum)
+
+
+@contextlib.contextmanager
+def _stopped_cleanly() -> Iterator[None]:
+    """While inside, SIGTERM and SIGHUP (where there is one: not on Windows) raise SystemExit instead of
+    killing the process, so ``finally`` blocks run; the previous handlers come back afterwards."""
+    stops = [s for s in (signal.SIGTERM, getattr(signal, "SIGHUP", None)) if s is not None]
+    if threading.current_thread() is not threading.main_thread():  # only the main thread may set handlers
+        stops = []
+    saved = {stop: signal.signal(stop, _stop) for stop in stops}
+    try:
+        yield
+    finally:
+        for stop, handler in saved.items():
+            signal.signal(stop, handler)
+
+
 @contextlib.contextmanager
 def private_uploads() -> Iterator[Path]:
     """A temporary folder only this user can read, for Gradio's uploads and images (``GRADIO_TEMP_DIR``);
-    removed afterwards, even on Ctrl-C. Gradio's default, ``/tmp/gradio``, keeps them and serves them."""
+    removed afterwards, on Ctrl-C, SIGTERM and SIGHUP too, and once more at exit (Gradio may write into it,
+    e.g. ``vibe_edit_history``, after the demo stops). Gradio's default, ``/tmp/gradio``, keeps them and serves
+    them. Its name holds the process id: the next demo removes those of demos killed outright (SIGKILL)."""
     saved = os.environ.get("GRADIO_TEMP_DIR")
     if saved:  # a chosen folder Gradio would have created
         Path(saved).mkdir(parents=True, exist_ok=True)
-    folder = Path(tempfile.mkdtemp(prefix="catdog-demo-", dir=saved))  # mode 0o700, in a chosen GRADIO_TEMP_DIR too
+    remove_orphans(PREFIX, saved)
+    # mode 0o700, in a chosen GRADIO_TEMP_DIR too
+    folder = Path(tempfile.mkdtemp(prefix=f"{PREFIX}{os.getpid()}-", dir=saved))
+    atexit.register(shutil.rmtree, folder, ignore_errors=True)  # registered before Gradio's: runs after them
     os.environ["GRADIO_TEMP_DIR"] = str(folder)
     try:
-        yield folder
+        with _stopped_cleanly():
+            yield folder
     finally:
         if saved is None:
             os.environ.pop("GRADIO_TEMP_DIR", None)

@@ -22,6 +22,9 @@ def set_seed(seed: int) -> None:
     torch.manual_seed(seed)
 
 
+DEVICE_NAMES = ("auto", "cpu", "cuda", "mps")
+
+
 def pick_device(name: str = "auto") -> torch.device:
     """``auto`` picks CUDA, then Apple MPS, then CPU; ``cpu``/``cuda``/``mps`` force one."""
     if name == "auto":
@@ -30,7 +33,7 @@ def pick_device(name: str = "auto") -> torch.device:
         if torch.backends.mps.is_available():
             return torch.device("mps")
         return torch.device("cpu")
-    if name not in {"cpu", "cuda", "mps"}:
+    if name not in DEVICE_NAMES:
         raise CatdogError(f"unknown device {name!r}; use auto, cpu, cuda or mps.")
     if name == "cuda" and not torch.cuda.is_available():
         raise CatdogError("--device cuda: no CUDA GPU is visible. Use --device auto or cpu.")

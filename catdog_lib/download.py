@@ -35,6 +35,7 @@ from tqdm.auto import tqdm
 
 from . import config
 from .errors import CatdogError
+from .files import atomic_write_text, open_partial, own_regular_size
 from .images import image_problem
 from .layout import find_dataset, is_image_file, natural_key
 
@@ -84,8 +85,8 @@ def sha256_of(path: Path) -> str:
 
 
 def _open(url: str, part: Path) -> http.client.HTTPResponse:
-    """GET ``url``, asking to resume after the bytes already in ``part``."""
-    offset = part.stat().st_size if part.exists() else 0
+    """GET ``url``, asking to resume after the bytes already in ``part`` (when it is this user's file)."""
+    offset = own_regular_size(part)
     headers = {"User-Agent": "catdog-course"}
     if offset:
         headers["Range"] = f"bytes={offset}-"
@@ -112,10 +113,10 @@ def fetch(url: str, target: Path, sha256: str | None = None, progress: bool = Tr
     part = target.with_suffix(target.suffix + ".part")
     with _open(url, part) as response:
         resumed = response.status == 206
-        offset = part.stat().st_size if resumed else 0
+        offset = own_regular_size(part) if resumed else 0
         length = response.headers.get("Content-Length")
         total = offset + int(length) if length else None
-        with open(part, "ab" if resumed else "wb") as file, tqdm(
+        with open_partial(part, append=resumed) as file, tqdm(
             total=total, initial=offset, unit="B", unit_scale=True, unit_divisor=1024,
             desc=target.name, disable=not progress,
         ) as bar:
@@ -522,7 +523,7 @@ def download_dataset(source: str, dest: Path, *, url: str | None = None, progres
     try:
         SOURCES[source].get(dest, url, progress)
         shutil.rmtree(dest / DOWNLOADS_DIR, ignore_errors=True)
-        _write_marker(marker, f"{source}\n")
+        atomic_write_text(marker, f"{source}\n")
     except OSError as error:
         _remove_if_empty(dest / DOWNLOADS_DIR)
         raise CatdogError(f"cannot write to {dest}: {error.strerror or error}. Choose a writable --dest.") from None
@@ -551,7 +552,7 @@ def course_subset(full: Path, dest: Path, train_per_class: int = COURSE_TRAIN_PE
                 for path in classes.files[name][:count]:
                     _link(path, work / folder / name / path.name)
         _merge_into(work, dest)
-    _write_marker(marker, f"{full}\n")
+    atomic_write_text(marker, f"{full}\n")
     return dest
 
 
@@ -589,25 +590,13 @@ def _course_photos_by_ranges(url: str, dest: Path, progress: bool) -> Path | Non
     except NoRanges:
         print(f"{url}: the server sends only whole files; downloading the whole zip.")
         return None
-    _write_marker(marker, f"{url}\n")
+    atomic_write_text(marker, f"{url}\n")
     layout = find_dataset(dest)
     counts = {part: sum(folders.counts().values()) for part, folders in (("training", layout.train()),
                                                                          ("test", layout.test()))}
     print(f"The course uses {counts['training']:,} training and {counts['test']:,} test photos, read out of {url} "
           "(`catdog course --all-photos` downloads them all).")
     return dest
-
-
-def _write_marker(marker: Path, text: str) -> None:
-    """Write the completion marker atomically: a temp file in the same folder, then os.replace."""
-    handle, temp = tempfile.mkstemp(prefix=f"{marker.name}.", suffix=".tmp", dir=marker.parent)
-    try:
-        with os.fdopen(handle, "w") as file:
-            file.write(text)
-        os.replace(temp, marker)
-    except BaseException:
-        Path(temp).unlink(missing_ok=True)
-        raise
 
 
 def _remove_if_empty(folder: Path) -> None:

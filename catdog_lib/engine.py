@@ -50,10 +50,10 @@ import torch
 from torch import nn
 
 from . import cachefiles
-from .checkpoint import _os_error, _umask, abandoned, take_lock
 from .config import cache_dir
 from .devices import cpu_has_int8_dot, inference_autocast, inference_dtype, to_fast_layout
 from .errors import CatdogError
+from .files import abandoned, os_error, take_lock, umask
 from .images import file_digest
 
 ENGINE_ENV = "CATDOG_ENGINE"
@@ -360,7 +360,7 @@ _RUN_ONLY: dict[Path, Runner] = {}  # exports that could not be cached, made onc
 
 def _share(staging: Path) -> None:
     """Modes of a finished export: readable by the cache folder's group (setgid kept), writable by its writer only."""
-    mask = _umask() | 0o022
+    mask = umask() | 0o022
     for path in staging.iterdir():
         path.chmod(0o666 & ~mask)
     staging.chmod((0o777 & ~mask) | (staging.stat().st_mode & stat.S_ISGID))
@@ -468,7 +468,7 @@ def _engine_runner(engine: Engine, backbone: nn.Module, backbone_id: str, root: 
         _publish(target, make)
         return _load_export(engine, target, backbone)
     except Exception as error:  # noqa: BLE001 - a full disk shows as torch's RuntimeError too
-        if not isinstance(error, _Unusable) and _os_error(error) is None:
+        if not isinstance(error, _Unusable) and os_error(error) is None:
             raise
         warnings.warn(f"exported backbone not cached ({error}); exported for this run only. "
                       "Set CATDOG_CACHE_DIR to a writable folder to keep it.", stacklevel=3)

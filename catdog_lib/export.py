@@ -10,12 +10,11 @@ from __future__ import annotations
 
 import io
 import json
-import os
-import tempfile
 import warnings
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, BinaryIO
 
 import numpy as np
 import torch
@@ -24,8 +23,9 @@ from torchvision import transforms as T
 
 from . import __version__
 from .errors import CatdogError
+from .files import atomic_write
 from .modelfile import check_onnx
-from .names import NAME_MAX, check_name_length, fit_name
+from .names import check_name_length
 from .transforms import Preprocessing
 
 if TYPE_CHECKING:
@@ -77,43 +77,25 @@ def _refuse_overwrite(out: Path, force: bool) -> None:
         raise CatdogError(f"{out}: already exists; pass --force to replace it, or choose another --out.")
 
 
-def _umask() -> int:
-    mask = os.umask(0o022)
-    os.umask(mask)
-    return mask
-
-
 def export_onnx(checkpoint: str | Path, out: str | Path, force: bool = False) -> Path:
     """Write the checkpoint's whole model as ONNX (float32, any batch size) to ``out``, atomically.
 
-    An existing ``out`` is kept unless ``force``; a failed export leaves no partial file.
+    An existing ``out`` is kept unless ``force``; a failed export leaves no partial file, and the temporary
+    files of exports killed earlier (``.NAME.*.tmp``, this user's, no longer locked) are removed.
     """
     from .evaluation import load_model
 
     out = Path(out)
     _refuse_overwrite(out, force)
     loaded = load_model(checkpoint, "cpu")
-    try:  # the temporary file first: an unwritable folder fails before the export's work
-        out.parent.mkdir(parents=True, exist_ok=True)
-        handle, tmp = tempfile.mkstemp(prefix=f".{fit_name(out.name, limit=NAME_MAX - 24)}.", suffix=".tmp",
-                                       dir=out.parent)
-        os.close(handle)
-    except OSError as error:
-        raise CatdogError(f"cannot write {out}: {error.strerror or error}. Choose a writable --out folder.") from None
-    try:
-        _write_onnx(loaded, Path(checkpoint).name, tmp)
-        _refuse_overwrite(out, force)  # a file that appeared during the export is not replaced either
-        os.replace(tmp, out)
-    except OSError as error:
-        raise CatdogError(f"cannot write {out}: {error.strerror or error}. Free disk space or choose "
-                          "another --out.") from None
-    finally:
-        Path(tmp).unlink(missing_ok=True)
+    # the temporary file is made (and locked) first: an unwritable folder fails before the export's work
+    atomic_write(out, lambda file: _write_onnx(loaded, Path(checkpoint).name, file,
+                                               lambda: _refuse_overwrite(out, force)))
     return out
 
 
-def _write_onnx(loaded: LoadedModel, source: str, path: str) -> None:
-    """Trace the model to ONNX, add the metadata, check it and save it to ``path``.
+def _write_onnx(loaded: LoadedModel, source: str, file: BinaryIO, before_saving: Callable[[], None]) -> None:
+    """Trace the model to ONNX, add the metadata, check it, call ``before_saving`` and save it to ``file``.
 
     TorchScript's exporter (torch marks it as legacy): 2-3 s on 2 cores, where torch.export's took ~12 s
     for the same graph (docs/BENCHMARKS.md); catdog_lib/engine.py exports the backbone the same way.
@@ -138,8 +120,8 @@ def _write_onnx(loaded: LoadedModel, source: str, path: str) -> None:
                        f"Input: {meta['input']}."
     onnx.helper.set_model_props(proto, meta)
     onnx.checker.check_model(proto)
-    onnx.save_model(proto, path)
-    os.chmod(path, 0o666 & ~_umask())  # mkstemp's 0o600 would hide the model from a web server's user
+    before_saving()  # e.g. a file that appeared at ``out`` during the export is not replaced either
+    file.write(proto.SerializeToString())  # what onnx.save_model writes (no external data: a few MB)
 
 
 @dataclass

@@ -39,7 +39,7 @@ from torchvision import transforms as T
 from tqdm.auto import tqdm
 
 from . import cachefiles, images
-from .checkpoint import atomic_write_bytes, remove_stale
+from .files import atomic_write_bytes, remove_stale
 from .datasets import SkippedFiles, iterate_good, make_loader
 from .engine import CALIBRATION_PHOTOS, QUANTIZE_FROM, Runner, backbone_runner, engine_identity
 from .errors import CatdogError

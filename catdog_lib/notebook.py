@@ -1,9 +1,9 @@
 """What every course notebook calls first: ``notebook.setup()``.
 
-It makes a ``CatdogError`` appear as its one-line message instead of a traceback through the
-library, and on Google Colab, where each notebook runs in a fresh machine, it makes the notebook
-self-sufficient: Kaggle secrets become the environment variables the kaggle client reads, Google
-Drive can hold the data and runs, and missing photos are downloaded.
+It checks the parameters the student typed, makes a ``CatdogError`` appear as its one-line message
+instead of a traceback through the library, and on Google Colab, where each notebook runs in a fresh
+machine, it makes the notebook self-sufficient: Kaggle secrets become the environment variables the
+kaggle client reads, Google Drive can hold the data and runs, and missing photos are downloaded.
 """
 
 from __future__ import annotations
@@ -15,6 +15,7 @@ from pathlib import Path
 
 from . import __version__, config
 from .errors import CatdogError
+from .parameters import check_notebook_parameters
 
 # The one setting naming the course's repository: `make repository URL=...` changes it and every copy of it
 # (badges, install cells, README, pyproject); tests/test_repository.py checks that they agree.
@@ -94,7 +95,10 @@ def show_catdog_error(shell, etype, value, tb, tb_offset=None) -> list[str]:
 
 def setup(data_dir: str | os.PathLike | None = None, drive: bool = False) -> None:
     """Get the notebook ready for the photos in ``data_dir`` (None: the course's default);
-    ``drive=True`` keeps data and runs on Google Drive (Colab only)."""
+    ``drive=True`` keeps data and runs on Google Drive (Colab only).
+
+    In IPython it first checks the notebook's parameters (the variables its parameters cell set, see
+    ``parameters.NOTEBOOK_RULES``): a wrong value stops the cell with one line naming it and what is allowed."""
     try:
         from IPython import get_ipython
     except ImportError:
@@ -103,6 +107,7 @@ def setup(data_dir: str | os.PathLike | None = None, drive: bool = False) -> Non
         shell = get_ipython()
     if shell is not None:
         shell.set_custom_exc((CatdogError,), show_catdog_error)
+        check_notebook_parameters(shell.user_ns)
     if not on_colab():
         return
     _secrets_to_environment()

@@ -20,6 +20,7 @@ from matplotlib.figure import Figure
 from .download import CHUNK_BYTES, TIMEOUT_S, connection_problem
 from .errors import CatdogError
 from .evaluation import LoadedModel, predict
+from .files import atomic_write_bytes
 from .gradcam import CamResult
 from .images import image_problem
 from .names import fit_name, printable
@@ -41,7 +42,7 @@ def save_upload(name: str, content: bytes, folder: Path) -> Path:
     """Write an uploaded file (``name``, ``content``) into ``folder``; one that is not an image is refused and removed."""
     folder.mkdir(parents=True, exist_ok=True)
     path = folder / fit_name(name, "upload")  # no folder part, `..` or NUL; short enough to create
-    path.write_bytes(content)
+    atomic_write_bytes(path, content)
     return _checked(path, printable(name.replace("\0", "\\0")), remove_if_bad=True)
 
 

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import warnings
+from collections.abc import Iterator
 from pathlib import Path
 
 with warnings.catch_warnings():
@@ -11,11 +13,18 @@ with warnings.catch_warnings():
     from filelock import FileLock, Timeout
 
 from .errors import CatdogError
+from .files import atomic_write_text
 
 MARKER = ".catdog-run"  # created in every run folder; holds the process id of the run using it
 LOCK = ".catdog-run.lock"  # the file the run's lock is taken on (flock on POSIX, msvcrt on Windows)
 
+COURSE_LOCK = ".catdog-course.lock"  # in the runs folder: one `catdog course` at a time per course folder
+
 _held: dict[Path, "RunLock"] = {}
+
+
+class RunFolderBusy(CatdogError):
+    """Another process holds the run folder's lock."""
 
 
 class RunLock:
@@ -28,6 +37,14 @@ class RunLock:
         if self.lock.is_locked:
             self.lock.release(force=True)
             _held.pop(self.folder, None)
+
+
+def _file_lock(path: Path) -> FileLock:
+    """A lock on the file ``path``; a symlink planted at its name is removed first (filelock before 4 opens the
+    lock file following links, with O_TRUNC: it would empty the link's target)."""
+    if path.is_symlink():
+        path.unlink()
+    return FileLock(path)
 
 
 def check_run_folder(out: str | Path, data: str | Path | None, resume: bool) -> Path:
@@ -60,31 +77,56 @@ def check_run_folder(out: str | Path, data: str | Path | None, resume: bool) -> 
 def claim_run_folder(out: str | Path, data: str | Path | None, resume: bool) -> RunLock:
     """Check ``out`` (see :func:`check_run_folder`), create it and lock it for this run.
 
-    A second run on the same folder gets one clear error. A lock this process still holds from a run that
-    failed before releasing it (a notebook cell that raised) is taken over.
+    A second run on the same folder gets one clear error. A lock this process already holds (a notebook
+    cell that raised before releasing it, or :func:`course.fresh_course_run`) is kept, never let go meanwhile.
     """
     folder = check_run_folder(out, data, resume)
+    marker = folder / MARKER
     try:
         folder.mkdir(parents=True, exist_ok=True)
-        (folder / MARKER).touch()
+        if not marker.is_symlink():  # marks a run folder before its lock file appears; a planted link is replaced
+            os.close(os.open(marker, os.O_WRONLY | os.O_CREAT | getattr(os, "O_NOFOLLOW", 0)
+                             | getattr(os, "O_NONBLOCK", 0), 0o666))
         key = folder.resolve()
-        if key in _held:
-            _held[key].release()
-        lock = FileLock(folder / LOCK)
-        lock.acquire(timeout=0)
+        held = _held.get(key)
+        if held is None or not held.lock.is_locked:
+            lock = _file_lock(folder / LOCK)
+            lock.acquire(timeout=0)
+            _held[key] = held = RunLock(key, lock)
     except Timeout:
-        raise CatdogError(f"{folder}: another `catdog train` (process {_owner(folder)}) is using this run folder. "
-                          f"Wait for it to finish, or choose another --out (no such process? delete {folder / LOCK})."
-                          ) from None
+        raise RunFolderBusy(f"{folder}: another `catdog train` (process {run_owner(folder)}) is using this run "
+                            "folder. Wait for it to finish, or choose another --out (no such process? delete "
+                            f"{folder / LOCK}).") from None
     except OSError as error:
         raise CatdogError(f"cannot write to {folder}: {error.strerror or error}. Choose a writable --out folder.") \
             from None
-    (folder / MARKER).write_text(f"{os.getpid()}\n")
-    _held[key] = held = RunLock(key, lock)
+    atomic_write_text(marker, f"{os.getpid()}\n")
     return held
 
 
-def _owner(folder: Path) -> str:
+@contextlib.contextmanager
+def hold_course(course_run: Path) -> Iterator[None]:
+    """Hold the lock of the course folder whose notebook 04 trains in ``course_run`` while a `catdog course`
+    runs; a second one gets one clear error (its fresh start would delete the first's run)."""
+    path = course_run.parent / COURSE_LOCK
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        lock = _file_lock(path)
+        lock.acquire(timeout=0)
+    except Timeout:
+        raise CatdogError(f"another `catdog course` is running in this course folder (it trains in {course_run}). "
+                          "Wait for it to finish, or run this one in another folder (or set CATDOG_HOME to one)."
+                          ) from None
+    except OSError as error:
+        raise CatdogError(f"cannot write to {path.parent}: {error.strerror or error}. Run the course from a folder "
+                          "you can write, or set CATDOG_HOME (or CATDOG_RUNS_DIR) to one.") from None
+    try:
+        yield
+    finally:
+        lock.release(force=True)
+
+
+def run_owner(folder: Path) -> str:
     """The process id the run using ``folder`` wrote in its marker ("?" when unreadable)."""
     try:
         return (folder / MARKER).read_text(errors="replace").strip() or "?"

@@ -22,7 +22,9 @@ from . import config
 from .config import DATA_ENV, FAST_ENV, HOME_ENV, data_root, fast_mode
 from .course import COURSE_RUN, course_data_root, has_dataset
 from .errors import CatdogError
+from .files import atomic_write_text
 from .layout import find_dataset
+from .runfolder import hold_course
 
 NOTEBOOK_DIR = config.notebook_dir()
 NOTEBOOKS = config.NOTEBOOK_NAMES
@@ -92,9 +94,10 @@ def execute_notebook(path: Path, out_dir: Path) -> NotebookRun:
         except (CellExecutionError, CellTimeoutError, DeadKernelError) as exc:
             error = failed_cell(nb) if not isinstance(exc, DeadKernelError) else f"the kernel died ({exc})"
     seconds = time.perf_counter() - started
-    nbformat.write(nb, out_dir / path.name)
+    text = nbformat.writes(nb)
+    atomic_write_text(out_dir / path.name, text if text.endswith("\n") else text + "\n")  # as nbformat.write
     html, _ = HTMLExporter().from_notebook_node(nb)
-    (out_dir / path.with_suffix(".html").name).write_text(html, encoding="utf-8")
+    atomic_write_text(out_dir / path.with_suffix(".html").name, html)
     return NotebookRun(path.name, seconds, error)
 
 
@@ -177,8 +180,15 @@ def run_course(fast: bool, out: Path | None, notebooks: Sequence[Path] | None = 
     """Execute the notebooks in order, stopping at the first failure; 0 when all ran and notebook 04 trained.
 
     With ``fetch_data`` and no data of one's own (no $CATDOG_DATA_DIR, nothing in ``data/cat-and-dog``
-    but a subset made here), the photos are downloaded first: see ``_fetch_course_data``.
+    but a subset made here), the photos are downloaded first: see ``_fetch_course_data``. One course at a
+    time in a course folder: a second one gets one clear error and changes nothing.
     """
+    with hold_course(course_run):
+        return _run_course(fast, out, notebooks, course_run, fetch_data, all_photos)
+
+
+def _run_course(fast: bool, out: Path | None, notebooks: Sequence[Path] | None, course_run: Path,
+                fetch_data: bool, all_photos: bool) -> int:
     fast = fast or fast_mode()
     out = Path(out) if out else config.runs_dir() / datetime.now().strftime("%Y%m%d-%H%M%S")
     try:
@@ -215,6 +225,6 @@ def run_course(fast: bool, out: Path | None, notebooks: Sequence[Path] | None = 
     failed = any(result.error for result in runs)
     lines.append(f"total {sum(r.seconds for r in runs):.1f} s; " + ("FAILED" if failed else "all notebooks ran"))
     summary = "\n".join(lines)
-    (out / "summary.txt").write_text(summary + "\n", encoding="utf-8")
+    atomic_write_text(out / "summary.txt", summary + "\n")
     print(summary)
     return 1 if failed else 0

@@ -10,7 +10,7 @@ from pathlib import Path
 
 from sklearn.model_selection import train_test_split
 
-from .checkpoint import atomic_write_text
+from .files import atomic_write_text
 from .config import DATA_ENV, data_root
 from .errors import CatdogError
 from .images import image_problem

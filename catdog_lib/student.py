@@ -18,7 +18,7 @@ from pathlib import Path
 
 import nbformat
 
-from .checkpoint import atomic_write_text
+from .files import atomic_write_text
 from .errors import CatdogError
 from .notebook import REPOSITORY, set_links
 

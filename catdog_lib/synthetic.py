@@ -14,6 +14,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from .files import atomic_write_text
+
 MARKER = "SYNTHETIC.txt"
 WARM_HUES = (0.0, 0.14)  # red .. yellow, as fractions of the colour wheel
 COOL_HUES = (0.45, 0.70)  # cyan .. blue
@@ -82,5 +84,5 @@ def make_synthetic_dataset(root: Path, per_class: int = 40, test_per_class: int 
             out.mkdir(parents=True, exist_ok=True)
             for number in range(first, first + count):
                 synthetic_image(rng, size, cat).save(out / f"{prefix}.{number}.jpg", quality=92)
-    marker.write_text(description, encoding="utf-8")
+    atomic_write_text(marker, description)
     return root

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import tempfile
 import time
 from collections.abc import Iterator
@@ -28,11 +29,13 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
+from . import parameters as rules
 from .backbones import DEFAULT_ARCH, TransferNet, create_model, get_arch, head_spec
-from .checkpoint import atomic_write_bytes, atomic_write_text, load_checkpoint, save_checkpoint
+from .checkpoint import load_checkpoint, save_checkpoint
+from .files import atomic_write_bytes, atomic_write_text
 from .config import cache_dir
 from .datasets import SkippedFiles, iterate_good, make_loader
-from .devices import pick_device, set_seed
+from .devices import DEVICE_NAMES, pick_device, set_seed
 from .errors import CatdogError
 from .features import FeatureSet, ViewSet, eval_views, extract_features, file_digest, training_views
 from .finetune import StageNet, keeps, split_backbone, stage_inputs
@@ -78,6 +81,35 @@ class TrainConfig:
     feature_cache: bool = True
     reduced_precision: bool = True  # frozen backbone run by PyTorch (GPU, no engine): float16 / native bfloat16
     progress: bool = True
+
+    def __post_init__(self) -> None:
+        self.check()
+
+    def check(self) -> None:
+        """Refuse a wrong setting in one line naming the field, its value and what is allowed (paths given as
+        ``pathlib.Path`` become text, as metrics.json keeps them)."""
+        for name, rule in CONFIG_RULES.items():
+            value = getattr(self, name)
+            if wrong := rules.problem(rule, value):
+                raise CatdogError(f"TrainConfig {name}={rules.shown(value)}: {wrong}.")
+            if isinstance(value, os.PathLike):
+                setattr(self, name, os.fspath(value))
+
+
+PATH = rules.Rule(lambda v: isinstance(v, (str, os.PathLike)), "a path (text or a pathlib.Path)")
+# One rule per TrainConfig field (tests/test_parameters.py checks that none lacks one).
+CONFIG_RULES: dict[str, rules.Rule] = {
+    "data": PATH, "out": PATH, "arch": rules.ARCH,
+    "recipe": rules.Rule(lambda v: v in RECIPES, "one of " + ", ".join(RECIPES)),
+    "epochs": rules.COUNT, "batch_size": rules.COUNT, "lr": rules.optional(rules.LEARNING_RATE, "the recipe's default"),
+    "weight_decay": rules.Rule(lambda v: rules.is_number(v) and 0 <= v < math.inf, "a number of at least 0, such as 1e-4"),
+    "seed": rules.SEED, "flip_p": rules.PROBABILITY, "patience": rules.whole(0), "finetune_epochs": rules.COUNT,
+    "valid_fraction": rules.FRACTION, "split_seed": rules.SEED,
+    "split_file": rules.optional(rules.Rule(rules.is_path, "the path of a saved split"), "none"),
+    "weights": rules.WEIGHTS, "device": rules.Rule(lambda v: v in DEVICE_NAMES, "one of " + ", ".join(DEVICE_NAMES)),
+    "per_class": rules.PER_CLASS, "num_workers": rules.optional(rules.whole(0), "as suits this machine"),
+    "feature_cache": rules.SWITCH, "reduced_precision": rules.SWITCH, "progress": rules.SWITCH,
+}
 
 
 class EarlyStopping:
@@ -273,18 +305,11 @@ def backbone_id(arch: str, weights: str | None, seed: int) -> str:
 
 
 def _check_config(cfg: TrainConfig) -> TrainConfig:
-    """Reject impossible settings with one clear line; fill in the recipe's default learning rate."""
-    if cfg.recipe not in RECIPES:
-        raise CatdogError(f"unknown recipe {cfg.recipe!r}; choose one of: {', '.join(RECIPES)}.")
-    for name in ("epochs", "batch_size"):
-        if getattr(cfg, name) < 1:
-            raise CatdogError(f"{name} must be at least 1 (got {getattr(cfg, name)}).")
+    """Check the settings again (a field may have changed since the config was made); fill in the recipe's
+    default learning rate."""
+    cfg.check()
     if cfg.lr is None:
         cfg.lr = DEFAULT_LR[cfg.recipe]
-    if not 0 < cfg.lr < math.inf:
-        raise CatdogError(f"the learning rate must be positive (got {cfg.lr}).")
-    if not 0.0 <= cfg.flip_p <= 1.0:
-        raise CatdogError(f"flip_p is a probability between 0 and 1 (got {cfg.flip_p}).")
     return cfg
 
 

@@ -30,14 +30,15 @@ def _running(pid: int) -> bool:
     return True
 
 
-def remove_orphans(prefix: str = "catdog-05-") -> list[Path]:
-    """Remove this user's uploads folders whose process no longer runs; returns them. POSIX only."""
+def remove_orphans(prefix: str = "catdog-05-", parent: str | Path | None = None) -> list[Path]:
+    """Remove this user's folders ``PREFIX<pid>-*`` in ``parent`` (default: the temporary folder) whose process
+    no longer runs; returns them. POSIX only."""
     if not hasattr(os, "getuid"):  # on Windows os.kill would end the process, not ask about it
         return []
     removed = []
-    for folder in Path(tempfile.gettempdir()).glob(f"{prefix}*-*"):
+    for folder in Path(parent or tempfile.gettempdir()).glob(f"{prefix}*-*"):
         pid = folder.name.removeprefix(prefix).split("-")[0]
-        if pid.isdigit() and folder.stat().st_uid == os.getuid() and not _running(int(pid)):
+        if pid.isdigit() and folder.lstat().st_uid == os.getuid() and not _running(int(pid)):
             shutil.rmtree(folder, ignore_errors=True)
             removed.append(folder)
     return removed

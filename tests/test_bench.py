@@ -262,7 +262,8 @@ def test_course_notebooks_reads_the_runners_summary(bench, tmp_path):
 
     notebook = tmp_path / "99_tiny.ipynb"
     nbformat.write(nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell("print(6 * 7)")]), notebook)
-    assert run_course(fast=True, out=tmp_path / "out", notebooks=[notebook]) == 0
+    assert run_course(fast=True, out=tmp_path / "out", notebooks=[notebook],
+                      course_run=tmp_path / "runs" / "course") == 0
     seconds = bench.course_notebooks((tmp_path / "out" / "summary.txt").read_text())
     assert list(seconds) == ["99_tiny.ipynb"] and seconds["99_tiny.ipynb"] > 0
 

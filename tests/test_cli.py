@@ -145,5 +145,5 @@ def test_help_defaults_are_the_librarys():
     defaults = training.TrainConfig(data="", out="")
     assert cli.ARCH_NAMES == tuple(sorted(backbones.ARCHS)) and cli.TRAIN_DEFAULTS["arch"] == backbones.DEFAULT_ARCH
     assert cli.RECIPE_NAMES == training.RECIPES and cli.TRAIN_DEFAULTS["lr"] == training.DEFAULT_LR
-    for name in ("recipe", "epochs", "batch_size", "seed"):
+    for name in ("recipe", "epochs", "finetune_epochs", "batch_size", "seed"):
         assert cli.TRAIN_DEFAULTS[name] == getattr(defaults, name), name

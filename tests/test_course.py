@@ -38,8 +38,9 @@ def test_real_data_is_used_when_present(tiny_data, capsys):
 
 
 def test_synthetic_fallback_is_loud(tmp_path, monkeypatch, capsys):
-    (tmp_path / "empty").mkdir()
-    monkeypatch.setenv("CATDOG_DATA_DIR", str(tmp_path / "empty"))
+    """No data folder given and none in the course folder: synthetic data, said loudly."""
+    monkeypatch.setenv("CATDOG_HOME", str(tmp_path))
+    monkeypatch.delenv("CATDOG_DATA_DIR", raising=False)
     monkeypatch.setattr(course, "SYNTHETIC_ROOT", tmp_path / "synthetic-cats-vs-dogs")
     root, synthetic = course.course_data_root()
     assert synthetic and root == tmp_path / "synthetic-cats-vs-dogs"
@@ -119,9 +120,11 @@ def test_zero_epochs_is_not_training(tmp_path):
 
 
 def test_whole_course_fast_on_synthetic_data(tmp_path, monkeypatch, capsys):
-    (tmp_path / "empty").mkdir()
-    monkeypatch.setenv("CATDOG_DATA_DIR", str(tmp_path / "empty"))
-    assert runner.run_course(fast=True, out=tmp_path / "out") == 0
+    home = tmp_path / "home"  # a course folder without data, and no CATDOG_DATA_DIR
+    monkeypatch.setenv("CATDOG_HOME", str(home))
+    monkeypatch.delenv("CATDOG_DATA_DIR", raising=False)
+    monkeypatch.setattr(course, "SYNTHETIC_ROOT", home / "data" / "synthetic-cats-vs-dogs")
+    assert runner.run_course(fast=True, out=tmp_path / "out", course_run=home / "runs" / "course") == 0
     summary = capsys.readouterr().out
     assert "SYNTHETIC" in summary and "test accuracy: " in summary and "all notebooks ran" in summary
     assert len(list((tmp_path / "out").glob("*.html"))) == len(runner.NOTEBOOKS)

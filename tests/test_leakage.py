@@ -50,10 +50,12 @@ def course(tmp_path_factory: pytest.TempPathFactory) -> dict:
         run_notebook("04_transfer_learning.ipynb", {
             "EPOCHS": 2, "BATCH_SIZE": 8, "ARCH": "efficientnet_lite0", "PHOTOS_PER_CLASS": 10, "FINETUNE_EPOCHS": 1,
             "CURVE_SIZES": (4, 8), "CURVE_SEEDS": 2, "CURVE_EPOCHS": 1, "SCRATCH_SIZE": 32, "SEED": SEED_04,
+            "COMPARE_SEEDS": 1, "COMPARE_EPOCHS": 1, "WHOLE_PER_CLASS": 3,
             "DATA_DIR": str(data)},
             {'tempfile.TemporaryDirectory(prefix="catdog-04-")': f"contextlib.nullcontext({str(base / 'ex04')!r})"},
             after=DUMP.format(path=str(base / "04.json"), parts='{"train": split.train, "valid": split.valid, '
-                              '"curve_train": zip(batches.train.paths), "curve_valid": zip(batches.valid.paths)}'))
+                              '"curve_train": zip(batches.train.paths), "curve_valid": zip(batches.valid.paths), '
+                              '"whole_train": whole_train}'))
         run_notebook("03_augmentation.ipynb", {"SEED": SEED_03, "PER_CLASS": 4, "SEEDS": 2, "EPOCHS": 2,
                                                "DATA_DIR": str(data)},
                      {'tempfile.TemporaryDirectory(prefix="catdog-03-")':
@@ -75,7 +77,8 @@ def test_04_scores_01s_validation_photos_and_trains_on_none_of_them(course):
     nb, valid = course["04"], paths(course["01"].valid)
     assert set(nb["valid"]) == valid and set(nb["curve_valid"]) == valid  # sections 6 and 10 score the same photos
     assert len(nb["train"]) == 2 * 10  # PHOTOS_PER_CLASS took effect
-    for trained in (set(nb["train"]), set(nb["curve_train"])):
+    assert len(nb["whole_train"]) == 2 * 3 and set(nb["whole_train"]) <= set(nb["train"])  # section 9's whole network
+    for trained in (set(nb["train"]), set(nb["curve_train"]), set(nb["whole_train"])):
         assert trained and trained.isdisjoint(valid)
 
 

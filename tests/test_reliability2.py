@@ -596,7 +596,7 @@ def test_a_loss_that_becomes_nan_stops_the_run(tmp_path: Path, small_arch: str) 
     with pytest.raises(CatdogError, match=r"loss at epoch \d became nan: training diverged. Lower the learning rate \(--lr"):
         train(TrainConfig(data=str(root), out=str(tmp_path / "run"), arch=small_arch, epochs=3, batch_size=4,
                           lr=1e36, weights=None, num_workers=0, progress=False))
-    with pytest.raises(CatdogError, match="the learning rate must be positive"):
+    with pytest.raises(CatdogError, match=r"TrainConfig lr=inf: must be None \(the recipe's default\) or a positive number"):
         train(TrainConfig(data=str(root), out=str(tmp_path / "other"), lr=float("inf")))
     assert check_finite(0.5, "loss") == 0.5
 

@@ -28,7 +28,7 @@ import pytest
 import torch
 
 from catdog_lib import engine
-from catdog_lib.checkpoint import atomic_write_bytes, atomic_write_text
+from catdog_lib.files import atomic_write_bytes, atomic_write_text
 from catdog_lib.features import FeatureCache
 from conftest import REPO, make_checkpoint, make_dataset, subprocess_env
 

@@ -121,7 +121,10 @@ def main(names: list[str]) -> None:
     with tempfile.TemporaryDirectory() as tmp:
         common = {"CATDOG_FAST": "1", "CATDOG_CACHE_DIR": f"{tmp}/cache"}
         real_env = {**common, "CATDOG_DATA_DIR": real_data, "CATDOG_RUNS_DIR": f"{tmp}/runs-real"}
-        synthetic_env = {**common, "CATDOG_DATA_DIR": f"{tmp}/no-photos", "CATDOG_RUNS_DIR": f"{tmp}/runs-synthetic"}
+        # no data folder given ("" is none) and none in the course folder: the synthetic fallback (a data folder
+        # that is given but holds no photos is an error)
+        synthetic_env = {**common, "CATDOG_DATA_DIR": "", "CATDOG_HOME": f"{tmp}/no-photos",
+                         "CATDOG_RUNS_DIR": f"{tmp}/runs-synthetic"}
         for path in [Path(name) for name in names] or sorted(NOTEBOOKS.glob("*.ipynb")):
             refresh(path.resolve(), real_env, synthetic_env)
 
