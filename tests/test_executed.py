@@ -100,3 +100,27 @@ def test_the_readme_links_every_executed_notebook():
     readme = (REPO / "README.md").read_text(encoding="utf-8")
     for name in NOTEBOOK_NAMES:
         assert f"(docs/executed/{name})" in readme, name
+
+
+def test_prose_only_edits_reach_the_edition_without_a_run_and_code_edits_do_not(tmp_path, monkeypatch):
+    v4 = nbformat.v4
+    (tmp_path / "notebooks").mkdir()
+    (tmp_path / "edition").mkdir()
+    monkeypatch.setattr(tool, "REPO", tmp_path)
+    monkeypatch.setattr(tool, "OUT", tmp_path / "edition")
+    ran = v4.new_code_cell("print(2 + 2)", outputs=[v4.new_output("stream", name="stdout", text="4\n")])
+    nbformat.write(v4.new_notebook(cells=[v4.new_markdown_cell("header"), v4.new_markdown_cell("old text"), ran]),
+                   tmp_path / "edition" / "x.ipynb")
+    source = v4.new_notebook(cells=[v4.new_markdown_cell("new text"), v4.new_code_cell("print(2 + 2)"),
+                                    v4.new_markdown_cell("a new closing remark")])
+    nbformat.write(source, tmp_path / "notebooks" / "x.ipynb")
+
+    assert tool.copy_prose("x.ipynb") is None
+    edition = nbformat.read(tmp_path / "edition" / "x.ipynb", as_version=4)
+    assert [c.source for c in edition.cells] == ["header", "new text", "print(2 + 2)", "a new closing remark"]
+    assert edition.cells[2].outputs[0].text == "4\n"
+
+    source.cells[1].source = "print(2 + 3)"
+    nbformat.write(source, tmp_path / "notebooks" / "x.ipynb")
+    assert "make executed" in tool.copy_prose("x.ipynb")
+    assert nbformat.read(tmp_path / "edition" / "x.ipynb", as_version=4).cells[2].source == "print(2 + 2)"

@@ -9,6 +9,10 @@ tests/test_executed.py checks that the edition is current and that every number 
 is printed by it.
 
     .venv/bin/python tools/executed.py [NAME.ipynb ...]   # default: all six (05 and 06 use 04's run)
+    .venv/bin/python tools/executed.py --prose NAME.ipynb  # after a markdown-only edit: its text, the outputs kept
+
+`--prose` runs nothing: where the notebook's code cells are those of the edition, it takes the notebook's markdown
+cells into the edition (prose does not change what the code prints); any code edit needs the full run.
 """
 
 from __future__ import annotations
@@ -125,7 +129,24 @@ def header(name: str, seconds: float, machine: str, data: list[str]) -> nbformat
     return nbformat.v4.new_markdown_cell("  \n".join(lines), id="executed-edition")  # a line break each
 
 
+def copy_prose(name: str) -> str | None:
+    """The notebook's markdown cells into its edition, outputs kept; why not, when its code changed."""
+    source = nbformat.read(REPO / "notebooks" / name, as_version=4)
+    edition = nbformat.read(OUT / name, as_version=4)
+    ran = [cell for cell in edition.cells[1:] if cell.cell_type == "code"]
+    if [cell.source for cell in ran] != [cell.source for cell in source.cells if cell.cell_type == "code"]:
+        return f"{name}: its code cells changed since the edition ran: run `make executed`"
+    outputs = iter(ran)
+    edition.cells[1:] = [next(outputs) if cell.cell_type == "code" else cell for cell in source.cells]
+    nbformat.write(edition, OUT / name)
+    return None
+
+
 def main(names: list[str]) -> int:
+    if names[:1] == ["--prose"]:
+        problems = [problem for name in names[1:] if (problem := copy_prose(name))]
+        print("\n".join(problems) or f"prose copied into the edition: {', '.join(names[1:])}")
+        return 1 if problems else 0
     os.environ.pop("CATDOG_FAST", None)
     os.environ["CATDOG_RUNS_DIR"] = str(RUNS)
     os.environ["CATDOG_HOME"] = str(REPO)
