@@ -8,6 +8,7 @@ import dataclasses
 import io
 import struct
 import os
+import socket
 import shutil
 import stat
 import subprocess
@@ -231,6 +232,13 @@ def make_checkpoint(path: Path, classes: Sequence[str], image_size: int = 64, re
 
 
 # --- the real CLI ---------------------------------------------------------------------------------
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on now (for a server a test starts)."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
 
 
 def catdog_command() -> list[str]:

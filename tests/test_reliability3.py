@@ -503,12 +503,10 @@ def test_the_demo_on_all_addresses_warns_and_keeps_uploads_private_and_removes_t
     import signal
     import time
 
-    from conftest import catdog_command
+    from conftest import catdog_command, free_port
 
     checkpoint = make_checkpoint(tmp_path / "best.pt", ["cats", "dogs"])
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
+    port = free_port()
     chosen = tmp_path / "gradio-temp"
     chosen.mkdir()
     out, err = tmp_path / "demo.out", tmp_path / "demo.err"

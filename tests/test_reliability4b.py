@@ -23,7 +23,8 @@ import pytest
 from catdog_lib import download, files, own_photo, runner, synthetic
 from catdog_lib.errors import CatdogError
 from catdog_lib.runfolder import COURSE_LOCK, LOCK, MARKER, claim_run_folder, hold_course
-from conftest import REPO, assert_clean_error, catdog_command, make_checkpoint, make_dataset, subprocess_env
+from conftest import (REPO, assert_clean_error, catdog_command, free_port, make_checkpoint, make_dataset,
+                      subprocess_env)
 from test_download import Server, server  # noqa: F401  (the local HTTP server fixture)
 
 THESIS = "my thesis, five years of work\n"
@@ -236,12 +237,9 @@ def test_the_demo_leaves_nothing_in_the_temporary_folder(stop: str, tmp_path: Pa
 @pytest.mark.parametrize("stop", ["SIGHUP", "SIGTERM"])
 def test_the_real_demo_stopped_by_a_signal_removes_its_uploads(stop: str, tmp_path: Path) -> None:
     pytest.importorskip("gradio", reason="Gradio (the demo extra) is not installed; `make test-browser` installs it")
-    import socket
 
     checkpoint = make_checkpoint(tmp_path / "best.pt", ["cats", "dogs"])
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
+    port = free_port()
     temp = tmp_path / "temp"
     temp.mkdir()
     out = tmp_path / "demo.out"

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import catdog_command, subprocess_env
+from conftest import catdog_command, free_port, subprocess_env
 from trained import real_photos, train_on_real_photos
 
 CHROMIUM = Path("/usr/bin/chromium")
@@ -28,12 +28,6 @@ pytest.importorskip("gradio", reason="Gradio (the demo extra) is not installed; 
 
 START_TIMEOUT = 300  # seconds for the demo to load its model and listen, on two busy cores
 ANSWER_TIMEOUT = 120_000  # milliseconds for one upload's prediction and Grad-CAM
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 @pytest.fixture(scope="module")
