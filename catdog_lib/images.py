@@ -171,7 +171,10 @@ def _decode(source: BinaryIO, path: Path, min_size: int | None, draft: bool) -> 
             rgb = _to_rgb(upright)
     for warning in caught:
         message = str(warning.message)
-        if "exif" in message.lower() or "tag" in message.lower():  # TiffImagePlugin reading EXIF tags
+        # EXIF is a TIFF block: in a photo of another format, what Pillow's TIFF reader warns about is its EXIF
+        # (the words change between Pillow versions: "Tag data larger than file", "Truncated File Read").
+        from_exif = Path(warning.filename).name == "TiffImagePlugin.py" and image.format != "TIFF"
+        if from_exif or "exif" in message.lower():
             exif_problems.append(message)
         else:
             warnings.warn(f"{path}: {message}", warning.category, stacklevel=3)
