@@ -5,7 +5,7 @@ Each part runs in its own spawned process, so its peak memory is its own:
 1. tutorial: VGG16_bn with frozen features and the tutorial's head, batch 4, plain PIL decoding,
    no workers, a full forward every step; seconds per training photo over a fixed number of batches;
 2. extraction: images/s of this project's default backbone through ``compute_features``, decode included,
-   on the inference engine the library picks (``catdog_lib/engine.py``);
+   on the inference engine the library picks (``catdog_lib/model/engine.py``);
 3. recipe: ``catdog train`` defaults run in full with a cold cache (features and exported backbone), then
    a warm one; the best checkpoint evaluated on the test split; where the backbone ran in int8, the same
    run again in float32 (``CATDOG_ENGINE=openvino``), its accuracy reference;
@@ -51,19 +51,19 @@ from torchvision import datasets
 from torchvision import transforms as T
 
 from catdog_lib import engine
-from catdog_lib.backbones import DEFAULT_ARCH, create_model, get_arch
+from catdog_lib.model.backbones import DEFAULT_ARCH, create_model, get_arch
 from catdog_lib.config import CACHE_ENV, DATA_ENV, REPO_ROOT, RUNS_ENV
-from catdog_lib.datasets import SkippedFiles
+from catdog_lib.data.datasets import SkippedFiles
 from catdog_lib.devices import ISA_CAP_ENV, cpu_class, cpu_model, describe_device, instruction_sets, pick_device, set_seed
-from catdog_lib.engine import ENGINE_ENV, ENGINES, INT8, backbone_runner, engine_identity, engine_name
+from catdog_lib.model.engine import ENGINE_ENV, ENGINES, INT8, backbone_runner, engine_identity, engine_name
 from catdog_lib.errors import CatdogError
-from catdog_lib.evaluation import evaluate_folder, load_model
-from catdog_lib.features import calibration_photos, compute_features, training_views
-from catdog_lib.images import load_rgb
-from catdog_lib.layout import find_dataset
-from catdog_lib.split import Split, stratified_split
-from catdog_lib.training import TrainConfig, train
-from catdog_lib.transforms import eval_transform, train_transform
+from catdog_lib.infer.evaluation import evaluate_folder, load_model
+from catdog_lib.model.features import calibration_photos, compute_features, training_views
+from catdog_lib.data.images import load_rgb
+from catdog_lib.data.layout import find_dataset
+from catdog_lib.data.split import Split, stratified_split
+from catdog_lib.train.training import TrainConfig, train
+from catdog_lib.data.transforms import eval_transform, train_transform
 
 TARGET_ACCURACY = 0.975
 TUTORIAL_EPOCHS_TO_TARGET = 2  # the tutorial's log first passes 97.5% valid accuracy after its 2nd epoch
@@ -545,7 +545,7 @@ def finetune_part(root: Path) -> dict[str, Any]:
 
 
 def course_notebooks(summary: str) -> dict[str, float]:
-    """Seconds of each notebook that ran, from a course run's summary.txt (``catdog_lib.runner.run_course``)."""
+    """Seconds of each notebook that ran, from a course run's summary.txt (``catdog_lib.classroom.runner.run_course``)."""
     return {name: float(seconds) for name, seconds in re.findall(r"^ +(\S+\.ipynb) +([\d.]+) s +ok$", summary, re.M)}
 
 

@@ -223,7 +223,7 @@ def test_scale_report_extrapolates_to_petimages(bench):
 
 def test_scaled_pool_files_are_distinct_and_balanced(bench, tmp_path):
     from conftest import make_dataset
-    from catdog_lib.features import file_digest
+    from catdog_lib.model.features import file_digest
 
     source = make_dataset(tmp_path / "source", {"cats": 3, "dogs": 3}, size=(40, 40))
     pool = bench.make_scaled_pool(source, tmp_path / "pool", 14)
@@ -258,7 +258,7 @@ def test_course_rows_give_each_notebook_and_the_goals(bench):
 def test_course_notebooks_reads_the_runners_summary(bench, tmp_path):
     import nbformat
 
-    from catdog_lib.runner import run_course
+    from catdog_lib.classroom.runner import run_course
 
     notebook = tmp_path / "99_tiny.ipynb"
     nbformat.write(nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell("print(6 * 7)")]), notebook)

@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from catdog_lib.download import (
+from catdog_lib.data.download import (
     download_dataset,
     extract_tar,
     extract_zip,
@@ -26,7 +26,7 @@ from catdog_lib.download import (
     write_cats_dogs,
 )
 from catdog_lib.errors import CatdogError
-from catdog_lib.layout import find_dataset
+from catdog_lib.data.layout import find_dataset
 
 MAX_REQUESTS = 50
 SOURCE_HINTS = ("CATDOG_DATA_DIR", "--source kaggle", "--source petimages", "--source oxford-pets")
@@ -423,7 +423,7 @@ def test_unwritable_destination_is_a_catdog_error(server: Server, tmp_path: Path
 
 
 def test_marker_is_written_atomically(server: Server, tmp_path: Path, monkeypatch) -> None:
-    import catdog_lib.download as download
+    import catdog_lib.data.download as download
 
     _petimages_zip(server.root / "pets.zip")
     dest = tmp_path / "pets"
@@ -582,7 +582,7 @@ def test_oxford_pets_real_url_offline(tmp_path: Path) -> None:
 def test_a_published_checksum_is_really_checked(server: Server, tmp_path: Path, monkeypatch) -> None:
     import dataclasses
 
-    import catdog_lib.download as download
+    import catdog_lib.data.download as download
 
     _petimages_zip(server.root / "pets.zip")
     listed = dataclasses.replace(download.SOURCES["petimages"], url=f"{server.url}/pets.zip", sha256="0" * 64)
@@ -607,7 +607,7 @@ def test_a_damaged_photo_in_the_zip_fails_its_crc(server: Server, tmp_path: Path
 
 
 def test_course_subset_is_the_first_photos_in_natural_order_hard_linked(server: Server, tmp_path: Path) -> None:
-    from catdog_lib.download import course_subset
+    from catdog_lib.data.download import course_subset
 
     _petimages_zip(server.root / "pets.zip")
     full = download_dataset("petimages", tmp_path / "full", url=f"{server.url}/pets.zip", progress=False)
@@ -626,7 +626,7 @@ def test_course_subset_is_the_first_photos_in_natural_order_hard_linked(server: 
 
 def test_get_course_data_downloads_once_into_the_course_folder(server: Server, tmp_path: Path, monkeypatch,
                                                                capsys) -> None:
-    from catdog_lib.download import get_course_data
+    from catdog_lib.data.download import get_course_data
 
     _petimages_zip(server.root / "pets.zip")
     monkeypatch.setenv("CATDOG_HOME", str(tmp_path / "course"))

@@ -19,10 +19,10 @@ from conftest import (add_bad_files, assert_clean_error, make_checkpoint, make_d
                       run_catdog)
 from trained import real_photos, train_on_real_photos
 
-from catdog_lib.evaluation import load_model
-from catdog_lib.export import FORMAT, load_onnx
-from catdog_lib.images import load_rgb
-from catdog_lib.transforms import eval_transform
+from catdog_lib.infer.evaluation import load_model
+from catdog_lib.infer.export import FORMAT, load_onnx
+from catdog_lib.data.images import load_rgb
+from catdog_lib.data.transforms import eval_transform
 
 N_PER_CLASS = 8  # real test photos of each class compared between the two runtimes
 

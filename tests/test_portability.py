@@ -84,7 +84,7 @@ def test_library_imports_and_trains_without_posix_only_modules(tmp_path: Path) -
 CLAIM = """
 import sys
 from catdog_lib.errors import CatdogError
-from catdog_lib.runfolder import claim_run_folder
+from catdog_lib.train.runfolder import claim_run_folder
 try:
     lock = claim_run_folder(sys.argv[1], None, resume=False)
 except CatdogError as error:

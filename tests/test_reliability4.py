@@ -29,7 +29,7 @@ import torch
 
 from catdog_lib import engine
 from catdog_lib.files import atomic_write_bytes, atomic_write_text
-from catdog_lib.features import FeatureCache
+from catdog_lib.model.features import FeatureCache
 from conftest import REPO, make_checkpoint, make_dataset, subprocess_env
 
 GIB = 1 << 30
@@ -87,7 +87,7 @@ def high_water() -> str:
 
 DIGESTS = f"""
 from pathlib import Path
-from catdog_lib.features import file_digest
+from catdog_lib.model.features import file_digest
 print("imported", {high_water()})
 for name in sys.argv[1:]:
     print(name, repr(file_digest(Path(name))))
@@ -107,7 +107,7 @@ def test_hashing_a_fifo_a_device_or_a_3_gb_file_reads_none_of_them(tmp_path: Pat
 
 
 LOAD = """
-from catdog_lib.images import BadImageError, load_rgb
+from catdog_lib.data.images import BadImageError, load_rgb
 try:
     load_rgb(sys.argv[1], min_size=224)
 except BadImageError as error:
@@ -188,8 +188,8 @@ def test_pngs_over_the_pixel_budget_are_refused_before_decoding(pixel_bombs: lis
 
 PREDICT_AND_DEMO = """
 from catdog_lib.cli import main
-from catdog_lib.demo import analyse
-from catdog_lib.evaluation import load_model
+from catdog_lib.infer.demo import analyse
+from catdog_lib.infer.evaluation import load_model
 checkpoint, *bombs = sys.argv[1:]
 try:
     print("exit", main(["predict", "--checkpoint", checkpoint, *bombs]))
@@ -300,7 +300,7 @@ def test_a_fifo_in_the_feature_cache_does_not_hang_loading(tmp_path: Path) -> No
 
 
 def _lite0() -> torch.nn.Module:
-    from catdog_lib.backbones import create_model
+    from catdog_lib.model.backbones import create_model
 
     torch.manual_seed(0)
     return create_model("efficientnet_lite0", 2, weights=None).backbone.eval()

@@ -22,7 +22,7 @@ import pytest
 
 from catdog_lib import download, files, own_photo, runner, synthetic
 from catdog_lib.errors import CatdogError
-from catdog_lib.runfolder import COURSE_LOCK, LOCK, MARKER, claim_run_folder, hold_course
+from catdog_lib.train.runfolder import COURSE_LOCK, LOCK, MARKER, claim_run_folder, hold_course
 from conftest import REPO, assert_clean_error, catdog_command, make_checkpoint, make_dataset, subprocess_env
 from test_download import Server, server  # noqa: F401  (the local HTTP server fixture)
 
@@ -268,7 +268,7 @@ def test_the_real_demo_stopped_by_a_signal_removes_its_uploads(stop: str, tmp_pa
 HOLD_COURSE = r"""
 import sys, time
 from pathlib import Path
-from catdog_lib.runfolder import hold_course
+from catdog_lib.train.runfolder import hold_course
 with hold_course(Path(sys.argv[1])):
     print("running", flush=True)
     time.sleep(120)

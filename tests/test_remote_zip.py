@@ -1,4 +1,4 @@
-"""The course-sized download (catdog_lib/remote_zip.py) against two loopback servers: one that answers range
+"""The course-sized download (catdog_lib/data/remote_zip.py) against two loopback servers: one that answers range
 requests and one that ignores them (the whole zip is then downloaded). Both give the same photos."""
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ import pytest
 from PIL import Image
 
 from catdog_lib import download
-from catdog_lib.download import get_course_data
+from catdog_lib.data.download import get_course_data
 from catdog_lib.errors import CatdogError
 
 

@@ -1,6 +1,6 @@
 """`make repository URL=https://github.com/OWNER/NAME`: name the course's repository in one place.
 
-Sets ``REPOSITORY`` in catdog_lib/notebook.py and rewrites every copy of the old URL in the checkout: the
+Sets ``REPOSITORY`` in catdog_lib/classroom/notebook.py and rewrites every copy of the old URL in the checkout: the
 README, pyproject's URLs and each notebook's Colab badge and install cell, in notebooks/ and in the executed
 edition (docs/executed/); they are regenerated, so they also pin the release tag of the package's version,
 ``v{version}``. Without URL it only regenerates the badges and install cells (after a version bump).
