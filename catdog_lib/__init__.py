@@ -20,9 +20,9 @@ __version__ = "0.1.0"
 
 HOMES = {
     "data": ("layout", "images", "split", "datasets", "transforms", "integrity", "synthetic", "download",
-             "remote_zip", "prefetch"),
+             "remote_zip", "prefetch", "archives", "petimages"),
     "model": ("backbones", "checkpoint", "modelfile", "engine", "features", "cachefiles"),
-    "train": ("training", "finetune", "runfolder", "parameters", "guards"),
+    "train": ("training", "batching", "finetune", "runlock", "parameters"),
     "infer": ("evaluation", "export", "gradcam", "calibration", "demo", "upload", "own_photo"),
     "classroom": ("course", "notebook", "runner", "student", "plots"),
 }

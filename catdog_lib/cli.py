@@ -13,8 +13,8 @@ import warnings
 from collections.abc import Sequence
 from pathlib import Path
 
-from .errors import CatdogError
 from .classroom.notebook import REPOSITORY
+from .errors import CatdogError
 from .train.parameters import MAX_SEED
 
 
@@ -116,12 +116,10 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
 
 
 def _cmd_predict(args: argparse.Namespace) -> int:
-    from .infer.evaluation import load_model, predict
+    from .infer.evaluation import load_model, load_onnx, predict
     from .names import printable
 
     if args.model:
-        from .infer.export import load_onnx
-
         model = load_onnx(args.model)
     else:
         model = load_model(args.checkpoint, args.device)

@@ -83,7 +83,7 @@ def test_the_export_is_cached_and_reused(tmp_path, monkeypatch):
     def no_export(*args, **kwargs):
         raise AssertionError("exported again")
 
-    monkeypatch.setattr(engine, "export_onnx", no_export)
+    monkeypatch.setattr(engine, "export_backbone_onnx", no_export)
     second = backbone_runner(_lite0(), "lite0:random:seed0", CPU, cache_root=tmp_path)  # same weights
     assert second.identity == first.identity != "torch"
     torch.testing.assert_close(second(images), first(images))

@@ -10,7 +10,7 @@ import pytest
 import torch
 from torch import nn
 
-from catdog_lib import finetune
+from catdog_lib import batching, finetune
 from catdog_lib.model.backbones import ARCHS, create_model, pretrained
 from catdog_lib.model.checkpoint import load_checkpoint
 from catdog_lib.data.datasets import SkippedFiles
@@ -119,7 +119,7 @@ def test_stage_inputs_reproduce_the_whole_network_on_real_photos(real_data_root:
     model = create_model(arch, 2).eval()
     prep = ARCHS[arch].prep
     views = training_views(train_transform(prep, 0.3))
-    batches = finetune.stage_inputs(model, arch, f"{arch}:default", split, views, eval_transform(prep), 8, 42, CPU,
+    batches = batching.stage_inputs(model, arch, f"{arch}:default", split, views, eval_transform(prep), 8, 42, CPU,
                                     SkippedFiles(), min_size=prep.image_size, progress=False)
     _, stage = finetune.split_backbone(arch, model.backbone)
     net = finetune.StageNet(stage, model.head).eval()

@@ -94,3 +94,23 @@ def test_no_import_cycle():
 
     for name in sorted(GRAPH):
         visit(name)
+
+
+def test_every_sub_package_ships_in_the_wheel():
+    import tomllib
+
+    listed = set(tomllib.loads((REPO / "pyproject.toml").read_text())["tool"]["setuptools"]["packages"])
+    on_disk = {module_name(path) for path in LIB.glob("*/__init__.py")}
+    assert on_disk and on_disk <= listed, f"add {sorted(on_disk - listed)} to pyproject.toml's packages"
+
+
+def test_each_module_has_one_short_name_that_reaches_its_home():
+    import catdog_lib
+
+    in_packages = {path.stem: path.parent.name for path in SOURCES if path.parent != LIB and path.stem != "__init__"}
+    homes = {module: package for package, modules in catdog_lib.HOMES.items() for module in modules}
+    assert homes == in_packages
+    assert not set(homes) & {path.stem for path in LIB.glob("*.py")}, "a short name shadows a top module"
+    assert catdog_lib.layout is __import__("catdog_lib.data.layout", fromlist=["x"])
+    with pytest.raises(AttributeError):
+        catdog_lib.no_such_module  # noqa: B018

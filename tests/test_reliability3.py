@@ -378,7 +378,7 @@ def test_an_ssl_failure_says_ssl_and_only_a_refused_connection_says_offline(tmp_
 
 
 def test_a_zip_bomb_is_refused_before_anything_is_written(tmp_path: Path) -> None:
-    from catdog_lib.data.download import extract_zip
+    from catdog_lib.data.archives import extract_zip
 
     bomb = tmp_path / "photos.zip"
     with zipfile.ZipFile(bomb, "w", zipfile.ZIP_DEFLATED) as archive:
@@ -391,18 +391,18 @@ def test_a_zip_bomb_is_refused_before_anything_is_written(tmp_path: Path) -> Non
 
 
 def test_a_zip_unpacking_to_more_than_the_limit_is_refused(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from catdog_lib import download
+    from catdog_lib import archives
 
     archive = tmp_path / "photos.zip"
     with zipfile.ZipFile(archive, "w") as bundle:
         for i in range(3):
             bundle.writestr(f"cats/cat.{i}.jpg", os.urandom(400_000))
-    monkeypatch.setattr(download, "MAX_EXTRACTED_BYTES", 1 << 20)
+    monkeypatch.setattr(archives, "MAX_EXTRACTED_BYTES", 1 << 20)
     with pytest.raises(CatdogError, match="unpacks to 1,200,000 bytes in all, over the"):
-        download.extract_zip(archive, tmp_path / "out")
+        archives.extract_zip(archive, tmp_path / "out")
     assert not (tmp_path / "out").exists()
-    monkeypatch.setattr(download, "MAX_EXTRACTED_BYTES", 2 << 20)
-    assert len(list((download.extract_zip(archive, tmp_path / "out") / "cats").iterdir())) == 3
+    monkeypatch.setattr(archives, "MAX_EXTRACTED_BYTES", 2 << 20)
+    assert len(list((archives.extract_zip(archive, tmp_path / "out") / "cats").iterdir())) == 3
 
 
 # --- 5. a course folder that cannot be written -------------------------------------------------------------
@@ -458,7 +458,7 @@ from IPython.utils.capture import capture_output
 shell = InteractiveShell.instance(colors="nocolor")
 shell.run_cell("from catdog_lib import notebook\nnotebook.setup()")
 with capture_output() as captured:
-    shell.run_cell(f"from catdog_lib.data.download import fetch\nfetch({sys.argv[1]!r}, {sys.argv[2]!r}, progress=False)")
+    shell.run_cell(f"from catdog_lib.web import fetch\nfetch({sys.argv[1]!r}, {sys.argv[2]!r}, progress=False)")
 print(captured.stdout + captured.stderr)
 """
 

@@ -87,10 +87,10 @@ def high_water() -> str:
 
 DIGESTS = f"""
 from pathlib import Path
-from catdog_lib.model.features import file_digest
+from catdog_lib.model.features import cache_digest
 print("imported", {high_water()})
 for name in sys.argv[1:]:
-    print(name, repr(file_digest(Path(name))))
+    print(name, repr(cache_digest(Path(name))))
 """
 
 
@@ -315,7 +315,7 @@ def onnx_engine(monkeypatch: pytest.MonkeyPatch, one_thread: None) -> engine.Eng
     return engine.ENGINES["onnxruntime"]
 
 
-def _matches_pytorch(runner: engine.Runner, backbone: torch.nn.Module) -> float:
+def _matches_pytorch(runner: engine.BackboneRunner, backbone: torch.nn.Module) -> float:
     images = torch.randn(2, 3, 64, 64, generator=torch.Generator().manual_seed(1))
     with torch.inference_mode():
         expected = backbone.float()(images)
@@ -324,7 +324,7 @@ def _matches_pytorch(runner: engine.Runner, backbone: torch.nn.Module) -> float:
 
 def _count_exports(monkeypatch: pytest.MonkeyPatch, fail_under: Path | None = None) -> list[Path]:
     """Record every ONNX export; with ``fail_under``, exports there fail as on a full disk."""
-    calls, export = [], engine.export_onnx
+    calls, export = [], engine.export_backbone_onnx
 
     def counted(backbone: torch.nn.Module, example: torch.Tensor, path: Path) -> None:
         calls.append(path)
@@ -332,7 +332,7 @@ def _count_exports(monkeypatch: pytest.MonkeyPatch, fail_under: Path | None = No
             raise OSError(errno.ENOSPC, "No space left on device")
         export(backbone, example, path)
 
-    monkeypatch.setattr(engine, "export_onnx", counted)
+    monkeypatch.setattr(engine, "export_backbone_onnx", counted)
     return calls
 
 
@@ -359,7 +359,7 @@ def test_a_cached_export_with_flipped_bits_is_detected_and_made_again(tmp_path, 
 def _planted_export(folder: Path, module: torch.nn.Module, identity: str = "onnxruntime:fp32") -> None:
     """A classmate's export of ``module`` and a check that says it passed, owned by them."""
     folder.mkdir(parents=True)
-    engine.export_onnx(module, torch.randn(2, 3, 64, 64), folder / "backbone.onnx")
+    engine.export_backbone_onnx(module, torch.randn(2, 3, 64, 64), folder / "backbone.onnx")
     files = {"backbone.onnx": hashlib.sha256((folder / "backbone.onnx").read_bytes()).hexdigest()}
     (folder / "check.json").write_text(json.dumps({"identity": identity, "passed": True, "why": "", "files": files}))
     for path in (folder, folder / "backbone.onnx", folder / "check.json"):

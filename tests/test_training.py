@@ -16,7 +16,8 @@ from catdog_lib.model.features import eval_views, extract_features, training_vie
 from catdog_lib.data.layout import find_dataset, read_class_folders
 from catdog_lib.data.split import Split, stratified_split, subset_per_class
 from catdog_lib.data.transforms import eval_transform, train_transform
-from catdog_lib.train.training import EarlyStopping, FeatureBatches, ImageBatches, TrainConfig, train, train_epoch
+from catdog_lib.train.batching import FeatureBatches, ImageBatches
+from catdog_lib.train.training import EarlyStopping, TrainConfig, train, train_epoch
 from catdog_lib.config import cache_dir
 from conftest import make_dataset
 

@@ -48,7 +48,7 @@ def main(argv: list[str] | None = None) -> int:
     import nbformat
     from catdog_lib import notebook
 
-    old = SETTING.search((root / "catdog_lib" / "notebook.py").read_text()).group(1)
+    old = SETTING.search((root / "catdog_lib" / "classroom" / "notebook.py").read_text()).group(1)
     new = new or old
     changed = []
     for path in text_files(root):

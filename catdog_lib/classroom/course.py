@@ -11,12 +11,7 @@ from pathlib import Path
 import torch
 
 from .. import config
-from ..model.backbones import DEFAULT_ARCH
 from ..config import DATA_ENV, data_root, fast_mode
-from ..errors import CatdogError
-from ..infer.evaluation import Evaluation
-from ..model.features import file_digest
-from ..files import atomic_write_text
 from ..data.layout import (
     Sample,
     evaluation_folders,
@@ -25,9 +20,13 @@ from ..data.layout import (
     match_classes,
     natural_key,
 )
-from ..train.runfolder import LOCK, MARKER, RunFolderBusy, claim_run_folder, run_owner
 from ..data.split import Split, stratified_split, subset_per_class
 from ..data.synthetic import make_synthetic_dataset
+from ..errors import CatdogError
+from ..files import atomic_write_text, file_digest
+from ..infer.evaluation import Evaluation
+from ..model.backbones import DEFAULT_ARCH
+from ..train.runlock import LOCK, MARKER, RunFolderBusy, claim_run_folder, run_owner
 from ..train.training import TrainConfig, train
 
 COURSE_RUN = config.runs_dir() / "course"  # notebook 04 trains here; 05 and 06 read it

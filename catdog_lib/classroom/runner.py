@@ -20,11 +20,11 @@ from pathlib import Path
 
 from .. import config
 from ..config import DATA_ENV, FAST_ENV, HOME_ENV, data_root, fast_mode
-from .course import COURSE_RUN, course_data_root, has_dataset
+from ..data.layout import find_dataset
 from ..errors import CatdogError
 from ..files import atomic_write_text
-from ..data.layout import find_dataset
-from ..train.runfolder import hold_course
+from ..train.runlock import hold_course
+from .course import COURSE_RUN, course_data_root, has_dataset
 
 NOTEBOOK_DIR = config.notebook_dir()
 NOTEBOOKS = config.NOTEBOOK_NAMES

@@ -18,8 +18,8 @@ from pathlib import Path
 
 import nbformat
 
-from ..files import atomic_write_text
 from ..errors import CatdogError
+from ..files import atomic_write_text
 from .notebook import REPOSITORY, set_links
 
 SOLUTION_TAG = "solution"

@@ -1,284 +1,52 @@
 """Get the cats-vs-dogs photos: from Kaggle, Microsoft's PetImages zip, or Oxford-IIIT Pet.
 
 Every source ends as ``training_set/{cats,dogs}`` and ``test_set/{cats,dogs}`` folders that
-``layout.find_dataset`` reads (PetImages ships no test split, so every 5th photo is held out). Downloads
-resume, archives are extracted safely (nothing outside the destination, no links or devices), and a
-finished dataset is marked so that asking again does nothing.
+``layout.find_dataset`` reads (PetImages ships no test split: ``petimages`` says which photos are held out).
+Downloads resume (``web``), archives are extracted safely (``archives``), and a finished dataset is marked so
+that asking again does nothing. A server that cannot be reached gets one error naming every way to get the data.
 """
 
 from __future__ import annotations
 
 import contextlib
-import gzip
-import hashlib
 import http.client
 import io
 import json
 import os
 import shutil
 import socket
-import ssl
 import stat
-import tarfile
-import tempfile
 import urllib.error
-import urllib.request
 import warnings
-import zipfile
-import zlib
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from pathlib import Path, PurePosixPath, PureWindowsPath
+from pathlib import Path
 
 from tqdm.auto import tqdm
 
 from .. import config
 from ..errors import CatdogError
-from ..files import atomic_write_text, open_partial, own_regular_size
+from ..files import atomic_write_text
+from ..web import TIMEOUT_S, Unreachable, fetch, offline_error
+from . import petimages
+from .archives import extract_zip, merge_into, staging
 from .images import image_problem
 from .layout import find_dataset, is_image_file, natural_key
+from .remote_zip import NoRanges, course_photos
 
 KAGGLE_DATASET = "tongpython/cat-and-dog"
 PETIMAGES_URL = (
     "https://download.microsoft.com/download/3/E/1/3E1C3F21-ECDB-4869-8368-6DEBA77B919F/"
     "kagglecatsanddogs_5340.zip"
 )
-TIMEOUT_S = 30
-CHUNK_BYTES = 1 << 20
 DOWNLOADS_DIR = ".downloads"
-MAX_NAMED_SKIPS = 20
-TEST_EVERY = 5  # PetImages: every 5th usable photo of each class (natural name order) is held out
-COURSE_TRAIN_PER_CLASS = 1000  # the course-sized subset: as many photos as the Kaggle subset the course
-COURSE_TEST_PER_CLASS = 500  # was written for (1000 + 1000 training, 500 + 500 test)
 KAGGLE_AUTH = (
     "Kaggle needs an API token, given in any one of these ways: the KAGGLE_API_TOKEN environment variable "
     "or ~/.kaggle/access_token (kaggle.com > Settings > API > Generate New Token); KAGGLE_USERNAME and "
     "KAGGLE_KEY; kaggle.json in ~/.kaggle or $KAGGLE_CONFIG_DIR (chmod 600); `kaggle auth login`; on Colab, "
     "secrets of those names (key icon, left bar)"
 )
-def connection_problem(reason: object) -> str:
-    """Why a download failed to connect, in words: an SSL failure or a broken answer is not being offline."""
-    if isinstance(reason, ssl.SSLError):
-        return (f"SSL error: {reason}; the secure connection was refused (a network that intercepts HTTPS, "
-                "missing CA certificates, or a wrong clock?)")
-    if isinstance(reason, http.client.HTTPException):
-        return f"the server's answer was broken ({type(reason).__name__}: {reason})"
-    return f"{reason}; this machine looks offline or the server is unreachable"
-
-
-def offline_error(what: str, reason: object) -> CatdogError:
-    """The error for a server that could not be reached: what failed, why, and every other way to get the data."""
-    return CatdogError(f"Could not download {what} ({connection_problem(reason)}).\n" + WAYS_TO_GET_DATA)
-
-
-# --- HTTP downloads -------------------------------------------------------------------------------
-
-
-def sha256_of(path: Path) -> str:
-    """The hex SHA-256 of a file."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as file:
-        for block in iter(lambda: file.read(CHUNK_BYTES), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
-def _open(url: str, part: Path) -> http.client.HTTPResponse:
-    """GET ``url``, asking to resume after the bytes already in ``part`` (when it is this user's file)."""
-    offset = own_regular_size(part)
-    headers = {"User-Agent": "catdog-course"}
-    if offset:
-        headers["Range"] = f"bytes={offset}-"
-    try:
-        return urllib.request.urlopen(urllib.request.Request(url, headers=headers), timeout=TIMEOUT_S)
-    except urllib.error.HTTPError as error:
-        if error.code == 416 and offset:  # the .part is not a prefix of this file: start again
-            part.unlink()
-            return _open(url, part)
-        raise CatdogError(f"{url}: the server answered {error.code} {error.reason}.\n{WAYS_TO_GET_DATA}") from None
-    except (OSError, http.client.HTTPException) as error:
-        raise offline_error(url, getattr(error, "reason", error)) from None
-
-
-def fetch(url: str, target: Path, sha256: str | None = None, progress: bool = True) -> Path:
-    """Download ``url`` to ``target`` via ``target.part``, resuming a partial download when the
-    server allows, checking ``sha256`` when given. Does nothing when ``target`` is already there."""
-    target = Path(target)
-    if target.exists():
-        if sha256 is None or sha256_of(target) == sha256.lower():
-            return target
-        target.unlink()
-    target.parent.mkdir(parents=True, exist_ok=True)
-    part = target.with_suffix(target.suffix + ".part")
-    with _open(url, part) as response:
-        resumed = response.status == 206
-        offset = own_regular_size(part) if resumed else 0
-        length = response.headers.get("Content-Length")
-        total = offset + int(length) if length else None
-        with open_partial(part, append=resumed) as file, tqdm(
-            total=total, initial=offset, unit="B", unit_scale=True, unit_divisor=1024,
-            desc=target.name, disable=not progress,
-        ) as bar:
-            while True:
-                try:
-                    chunk = response.read(CHUNK_BYTES)
-                except (OSError, http.client.HTTPException) as error:
-                    raise CatdogError(
-                        f"{url}: the download stopped after {file.tell():,} bytes ({error}). "
-                        f"Run the same command again to resume from {part}."
-                    ) from None
-                if not chunk:
-                    break
-                file.write(chunk)
-                bar.update(len(chunk))
-    size = part.stat().st_size
-    if total is not None and size != total:
-        raise CatdogError(
-            f"{url}: the download stopped at {size:,} of {total:,} bytes. "
-            f"Run the same command again to resume from {part}."
-        )
-    if sha256 is not None and sha256_of(part) != sha256.lower():
-        part.unlink()
-        raise CatdogError(
-            f"{url}: the downloaded file's SHA-256 does not match the expected {sha256}; it was deleted. "
-            "Run the command again; if it keeps failing the file on the server has changed."
-        )
-    os.replace(part, target)
-    return target
-
-
-# --- safe extraction ------------------------------------------------------------------------------
-
-
-def _unsafe(archive: Path, dest: Path, name: str, why: str) -> CatdogError:
-    return CatdogError(
-        f"{archive}: refusing to extract member {name!r}: {why}. Nothing was written to {dest}; "
-        "the archive is damaged or unsafe, delete it and download it again."
-    )
-
-
-def _check_name(archive: Path, dest: Path, name: str) -> None:
-    """Reject member names that are absolute or climb out of the destination."""
-    posix = name.replace("\\", "/")
-    if PurePosixPath(posix).is_absolute() or PureWindowsPath(name).drive:
-        raise _unsafe(archive, dest, name, "it has an absolute path")
-    normal = os.path.normpath(posix)
-    if normal == ".." or normal.startswith("../"):
-        raise _unsafe(archive, dest, name, f"it would be written outside {dest}")
-
-
-_SPECIAL_KINDS = {
-    stat.S_IFLNK: "it is a symbolic link",
-    stat.S_IFCHR: "it is a device file",
-    stat.S_IFBLK: "it is a device file",
-    stat.S_IFIFO: "it is a FIFO",
-    stat.S_IFSOCK: "it is a socket",
-}
-
-
-def _tar_kind_problem(member: tarfile.TarInfo) -> str | None:
-    if member.issym():
-        return "it is a symbolic link"
-    if member.islnk():
-        return "it is a hard link"
-    if member.isdev():
-        return "it is a device file or FIFO"
-    if not (member.isfile() or member.isdir()):
-        return "it is not a regular file or folder"
-    return None
-
-
-def _corrupt(archive: Path, error: object) -> CatdogError:
-    return CatdogError(f"{archive}: corrupt or incomplete archive ({error}). Delete it and download it again.")
-
-
-@contextmanager
-def _staging(dest: Path) -> Iterator[Path]:
-    """A fresh temporary folder beside ``dest``, removed afterwards whatever happens."""
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    folder = Path(tempfile.mkdtemp(prefix=f".{dest.name}.", suffix=".tmp", dir=dest.parent))
-    try:
-        yield folder
-    finally:
-        shutil.rmtree(folder, ignore_errors=True)
-
-
-def _merge_into(source: Path, dest: Path) -> None:
-    """Move everything in ``source`` into ``dest``, merging folders and replacing same-named files."""
-    dest.mkdir(parents=True, exist_ok=True)
-    for entry in source.iterdir():
-        target = dest / entry.name
-        if entry.is_dir() and target.is_dir() and not target.is_symlink():
-            _merge_into(entry, target)
-            continue
-        if target.is_dir() and not target.is_symlink():
-            shutil.rmtree(target)
-        elif target.exists() or target.is_symlink():
-            target.unlink()
-        shutil.move(str(entry), str(target))
-
-
-# Zip bombs: photos barely compress (JPEG ~1:1), so a member over 1 MiB compressed more than 100:1, or more than
-# 16 GiB in all (the datasets here unpack to ~1 GB), is refused before anything is written. zipfile stops reading
-# a member at its declared size (a longer one fails its CRC), so the declared sizes bound what is written.
-MAX_EXTRACTED_BYTES = 16 << 30
-MAX_RATIO = 100
-RATIO_FROM_BYTES = 1 << 20
-
-
-def _check_zip_sizes(archive: Path, dest: Path, infos: list[zipfile.ZipInfo]) -> None:
-    """Refuse a zip whose members would unpack to too much, or one member compressed like a bomb."""
-    for info in infos:
-        if info.file_size > RATIO_FROM_BYTES and info.file_size > MAX_RATIO * max(info.compress_size, 1):
-            raise _unsafe(archive, dest, info.filename, f"it unpacks to {info.file_size:,} bytes from "
-                          f"{info.compress_size:,}, over {MAX_RATIO}:1 (a zip bomb; photos barely compress)")
-    total = sum(info.file_size for info in infos)
-    if total > MAX_EXTRACTED_BYTES:
-        raise _unsafe(archive, dest, infos[-1].filename, f"the archive unpacks to {total:,} bytes in all, over the "
-                      f"{MAX_EXTRACTED_BYTES >> 30} GiB limit")
-
-
-def extract_zip(archive: Path, dest: Path) -> Path:
-    """Extract a zip into ``dest`` after checking every member (names, kinds, sizes); raises CatdogError on
-    unsafe or corrupt ones."""
-    archive, dest = Path(archive), Path(dest)
-    try:
-        with zipfile.ZipFile(archive) as bundle:
-            for info in bundle.infolist():
-                _check_name(archive, dest, info.filename)
-                kind = _SPECIAL_KINDS.get(stat.S_IFMT(info.external_attr >> 16))
-                if kind:
-                    raise _unsafe(archive, dest, info.filename, kind)
-            _check_zip_sizes(archive, dest, bundle.infolist())
-            with _staging(dest) as staged:
-                bundle.extractall(staged)
-                _merge_into(staged, dest)
-    except (zipfile.BadZipFile, zipfile.LargeZipFile, EOFError) as error:
-        raise _corrupt(archive, error) from None
-    return dest
-
-
-def extract_tar(archive: Path, dest: Path) -> Path:
-    """Extract a (compressed) tar into ``dest`` after checking every member, like ``extract_zip``."""
-    archive, dest = Path(archive), Path(dest)
-    try:
-        with tarfile.open(archive) as bundle:
-            members = bundle.getmembers()
-            for member in members:
-                _check_name(archive, dest, member.name)
-                kind = _tar_kind_problem(member)
-                if kind:
-                    raise _unsafe(archive, dest, member.name, kind)
-            with _staging(dest) as staged:
-                if hasattr(tarfile, "data_filter"):  # Python >= 3.10.12 / 3.11.4: belt and braces
-                    bundle.extractall(staged, members=members, filter="data")
-                else:
-                    bundle.extractall(staged, members=members)
-                _merge_into(staged, dest)
-    except (tarfile.TarError, EOFError, zlib.error, gzip.BadGzipFile) as error:
-        raise _corrupt(archive, error) from None
-    return dest
 
 
 # --- Kaggle ---------------------------------------------------------------------------------------
@@ -374,7 +142,7 @@ def _download_kaggle(dest: Path, url: str | None, progress: bool) -> None:
 
 def _sort_petimages(raw: Path, out: Path, progress: bool) -> list[str]:
     """Move usable PetImages/{Cat,Dog} photos to out/training_set/{cats,dogs}, holding every
-    ``TEST_EVERY``-th usable photo of each class (in natural name order) out in out/test_set/{cats,dogs}
+    ``petimages.TEST_EVERY``-th usable photo of each class (in natural name order) out in out/test_set/{cats,dogs}
     so that evaluation never sees training photos. Return the skipped files' names."""
     pet_images = raw / "PetImages"
     skipped: list[str] = []
@@ -391,7 +159,7 @@ def _sort_petimages(raw: Path, out: Path, progress: bool) -> list[str]:
                 else:
                     skipped.append(f"{folder}/{path.name}")
         for index, path in enumerate(usable, start=1):
-            split = "test_set" if index % TEST_EVERY == 0 else "training_set"
+            split = petimages.split_of(index)
             (out / split / name).mkdir(parents=True, exist_ok=True)
             os.replace(path, out / split / name / path.name)
     return skipped
@@ -401,13 +169,14 @@ def _download_petimages(dest: Path, url: str | None, progress: bool) -> None:
     source = SOURCES["petimages"]
     archive = fetch(url or source.url, dest / DOWNLOADS_DIR / "petimages.zip",
                     sha256=None if url else source.sha256, progress=progress)
-    with _staging(dest) as work:
+    with staging(dest) as work:
         extract_zip(archive, work / "raw")
         skipped = _sort_petimages(work / "raw", work / "out", progress)
-        _merge_into(work / "out", dest)
+        merge_into(work / "out", dest)
     if skipped:
-        names = ", ".join(skipped[:MAX_NAMED_SKIPS])
-        more = f" and {len(skipped) - MAX_NAMED_SKIPS} more" if len(skipped) > MAX_NAMED_SKIPS else ""
+        shown = petimages.MAX_NAMED_SKIPS
+        names = ", ".join(skipped[:shown])
+        more = f" and {len(skipped) - shown} more" if len(skipped) > shown else ""
         print(f"Skipped {len(skipped)} unusable file(s) (unreadable images or junk): {names}{more}")
 
 
@@ -465,11 +234,11 @@ def _download_oxford(dest: Path, url: str | None, progress: bool) -> None:
         raise CatdogError(
             f"Oxford-IIIT Pet: the download failed its checksum ({error}). Delete {root} and run again."
         ) from None
-    with _staging(dest) as work:
+    with staging(dest) as work:
         for folder, dataset in splits.items():
             # binary-category labels: 0 = Cat, 1 = Dog, one per image file.
             write_cats_dogs(zip(dataset._images, (label == 1 for label in dataset._bin_labels)), work / folder)
-        _merge_into(work, dest)
+        merge_into(work, dest)
 
 
 # --- the sources ---------------------------------------------------------------------------------
@@ -527,6 +296,9 @@ def download_dataset(source: str, dest: Path, *, url: str | None = None, progres
     except OSError as error:
         _remove_if_empty(dest / DOWNLOADS_DIR)
         raise CatdogError(f"cannot write to {dest}: {error.strerror or error}. Choose a writable --dest.") from None
+    except Unreachable as error:
+        _remove_if_empty(dest / DOWNLOADS_DIR)  # a partial download inside it is kept, to resume
+        raise _with_ways(error) from None
     except BaseException:
         _remove_if_empty(dest / DOWNLOADS_DIR)  # a partial download inside it is kept, to resume
         raise
@@ -534,8 +306,8 @@ def download_dataset(source: str, dest: Path, *, url: str | None = None, progres
     return dest
 
 
-def course_subset(full: Path, dest: Path, train_per_class: int = COURSE_TRAIN_PER_CLASS,
-                  test_per_class: int = COURSE_TEST_PER_CLASS) -> Path:
+def write_course_subset(full: Path, dest: Path, train_per_class: int = petimages.COURSE_TRAIN_PER_CLASS,
+                        test_per_class: int = petimages.COURSE_TEST_PER_CLASS) -> Path:
     """Hard-link (copy where links fail) the first photos of each class, in natural name order, of
     ``full``'s training and test splits into ``dest/training_set`` and ``dest/test_set``: the same
     course-sized subset every time. Does nothing when ``dest`` is already complete."""
@@ -546,12 +318,12 @@ def course_subset(full: Path, dest: Path, train_per_class: int = COURSE_TRAIN_PE
     parts = [("training_set", layout.train(), train_per_class)]
     if layout.test_dir:
         parts.append(("test_set", layout.test(), test_per_class))
-    with _staging(dest) as work:
+    with staging(dest) as work:
         for folder, classes, count in parts:
             for name in classes.classes:
                 for path in classes.files[name][:count]:
                     _link(path, work / folder / name / path.name)
-        _merge_into(work, dest)
+        merge_into(work, dest)
     atomic_write_text(marker, f"{full}\n")
     return dest
 
@@ -568,7 +340,8 @@ def get_course_data(source: str = DEFAULT_SOURCE, *, root: str | os.PathLike | N
     full = download_dataset(source, config.data_dir() / source, url=url, progress=progress)
     if all_photos:
         return full
-    subset = course_subset(full, config.data_root(root), COURSE_TRAIN_PER_CLASS, COURSE_TEST_PER_CLASS)
+    subset = write_course_subset(full, config.data_root(root), petimages.COURSE_TRAIN_PER_CLASS,
+                                 petimages.COURSE_TEST_PER_CLASS)
     layout = find_dataset(subset)
     parts = [("training", layout.train())] + ([("test", layout.test())] if layout.test_dir else [])
     counts = " and ".join(f"{sum(folders.counts().values()):,} {part}" for part, folders in parts)
@@ -578,10 +351,8 @@ def get_course_data(source: str = DEFAULT_SOURCE, *, root: str | os.PathLike | N
 
 
 def _course_photos_by_ranges(url: str, dest: Path, progress: bool) -> Path | None:
-    """The course's photos alone, read out of the remote zip (catdog_lib/remote_zip.py); None when the server
+    """The course's photos alone, read out of the remote zip (catdog_lib/data/remote_zip.py); None when the server
     does not answer range requests (then the whole zip is downloaded)."""
-    from .remote_zip import NoRanges, course_photos
-
     marker = dest / ".catdog-complete-subset"
     if marker.exists():
         return dest
@@ -590,6 +361,8 @@ def _course_photos_by_ranges(url: str, dest: Path, progress: bool) -> Path | Non
     except NoRanges:
         print(f"{url}: the server sends only whole files; downloading the whole zip.")
         return None
+    except Unreachable as error:
+        raise _with_ways(error) from None
     atomic_write_text(marker, f"{url}\n")
     layout = find_dataset(dest)
     counts = {part: sum(folders.counts().values()) for part, folders in (("training", layout.train()),
@@ -597,6 +370,11 @@ def _course_photos_by_ranges(url: str, dest: Path, progress: bool) -> Path | Non
     print(f"The course uses {counts['training']:,} training and {counts['test']:,} test photos, read out of {url} "
           "(`catdog course --all-photos` downloads them all).")
     return dest
+
+
+def _with_ways(error: Unreachable) -> CatdogError:
+    """A server that could not be reached, and every other way to get the photos."""
+    return CatdogError(f"{error}\n{WAYS_TO_GET_DATA}")
 
 
 def _remove_if_empty(folder: Path) -> None:

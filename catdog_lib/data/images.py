@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import io
 import os
 import stat
@@ -17,6 +16,8 @@ from typing import BinaryIO
 import filetype
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError, features
+
+from ..files import RefusedFile, open_regular
 
 try:  # HEIC/HEIF photos (iPhones) decode only with the pillow-heif plugin installed
     from pillow_heif import register_heif_opener
@@ -36,7 +37,6 @@ WARNINGS_LOCK = threading.RLock()
 MAX_PIXELS = 50_000_000
 MAX_FILE_BYTES = 1 << 30  # no photo is this large (phones: under 50 MB): refused unread, never hashed
 EXIF_RESCUE_BYTES = 64 << 20  # a JPEG refused for its EXIF is re-read whole to cut it out: only up to this size
-HASH_CHUNK = 1 << 20  # files are hashed in chunks of this many bytes, never read whole
 # JPEG draft mode decodes at down to 1/8 of each side, so a JPEG may claim 64x the pixels we decode.
 JPEG_DRAFT_MAX_PIXELS = 64 * MAX_PIXELS
 # A progressive JPEG is decoded through a buffer of every DCT coefficient at full size (2 bytes per pixel and
@@ -197,48 +197,15 @@ def _decode_damaged_exif(file: BinaryIO, path: Path, min_size: int | None, draft
     return image
 
 
-def _refuse_special_file(path: Path, mode: int) -> None:
-    """BadImageError for a FIFO, socket or device (reading one can block forever or never end) or a folder."""
-    if stat.S_ISDIR(mode):
-        raise BadImageError(f"{path}: is a folder, not an image file")
-    if not stat.S_ISREG(mode):
-        kind = "a FIFO (named pipe)" if stat.S_ISFIFO(mode) else "a device or socket"
-        raise BadImageError(f"{path}: is {kind}, not a photo file; only regular files are read, remove it "
-                            "from the folder")
-
-
-def open_regular(path: str | Path) -> BinaryIO:
-    """Open a user's file for reading, only if it is a regular file of at most ``MAX_FILE_BYTES``.
-
-    A FIFO or device is refused from ``os.stat`` without opening it, and again from the opened file (opened
-    non-blocking, so a FIFO swapped in meanwhile cannot hang the open): BadImageError. OSError as ``open``.
-    """
-    path = Path(path)
-    _refuse_special_file(path, os.stat(path).st_mode)
-    handle = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_BINARY", 0))
-    file = os.fdopen(handle, "rb")  # O_NONBLOCK changes nothing for a regular file's reads
-    try:
-        info = os.fstat(handle)
-        _refuse_special_file(path, info.st_mode)
-        if info.st_size > MAX_FILE_BYTES:
-            raise BadImageError(f"{path}: {info.st_size / (1 << 30):.1f} GB, far larger than any photo (over "
-                                f"{MAX_FILE_BYTES >> 20} MB); not read. Remove it from the folder")
-    except BaseException:
-        file.close()
-        raise
-    return file
-
-
-def file_digest(path: str | Path, algorithm: str = "sha1") -> str:
-    """The hex digest of a user's file (regular files only, see :func:`open_regular`), read in chunks.
-
-    Raises BadImageError or OSError. (``download.sha256_of`` hashes the course's own downloads.)
-    """
-    digest = hashlib.new(algorithm)
-    with open_regular(path) as file:
-        for block in iter(lambda: file.read(HASH_CHUNK), b""):
-            digest.update(block)
-    return digest.hexdigest()
+def _refusal(path: Path, error: RefusedFile) -> str:
+    """Why ``files.open_regular`` refused ``path`` (a FIFO, device, socket or folder, or too large), for a photo."""
+    if stat.S_ISDIR(error.mode):
+        return f"{path}: is a folder, not an image file"
+    if not stat.S_ISREG(error.mode):
+        kind = "a FIFO (named pipe)" if stat.S_ISFIFO(error.mode) else "a device or socket"
+        return f"{path}: is {kind}, not a photo file; only regular files are read, remove it from the folder"
+    return (f"{path}: {error.size / (1 << 30):.1f} GB, far larger than any photo (over {MAX_FILE_BYTES >> 20} MB); "
+            "not read. Remove it from the folder")
 
 
 def load_rgb(path: str | Path, min_size: int | None = None) -> Image.Image:
@@ -252,7 +219,7 @@ def load_rgb(path: str | Path, min_size: int | None = None) -> Image.Image:
     path = Path(path)
     head = b""
     try:
-        with open_regular(path) as file:
+        with open_regular(path, MAX_FILE_BYTES) as file:  # a FIFO or device never blocks, a huge file is unread
             head = file.read(262)  # what filetype needs to name a format
             if not head:
                 raise BadImageError(f"{path}: empty file (0 bytes)")
@@ -267,6 +234,8 @@ def load_rgb(path: str | Path, min_size: int | None = None) -> Image.Image:
                 return rescued
     except BadImageError:
         raise
+    except RefusedFile as error:
+        raise BadImageError(_refusal(path, error)) from None
     except UnidentifiedImageError:
         raise BadImageError(f"{path}: {_what_it_is(path, head)}") from None
     except PermissionError:

@@ -6,7 +6,8 @@ from collections import defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .images import BadImageError, file_digest, image_problem
+from ..files import file_digest
+from .images import BadImageError, image_problem
 from .layout import ClassFolders, find_dataset, read_class_folders
 
 

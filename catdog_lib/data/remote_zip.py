@@ -3,22 +3,19 @@
 A zip ends with its central directory: the name, offset, size and CRC-32 of every member. One request
 reads it; then only the photos the course uses are fetched (members close together in one request), each
 decompressed and checked against its CRC-32, each checked as an image. About 3,000 photos (~95 MB) instead
-of the whole 787 MB zip. The photos are those ``download._sort_petimages`` and ``download.course_subset``
-pick from the whole zip: in natural name order per class, every ``TEST_EVERY``-th held out for the test
-set, the first ``COURSE_TRAIN_PER_CLASS`` and ``COURSE_TEST_PER_CLASS`` kept (a damaged photo is replaced by
-the next one). Empty members count as unusable from the directory alone; a damaged photo that the course
-would not have used is never fetched, so with one among the first photos the choice can differ by a photo.
+of the whole 787 MB zip. The photos are those ``download`` picks from the whole zip, by the rule in
+``petimages``: in natural name order per class, every ``TEST_EVERY``-th held out for the test set, the first
+``COURSE_TRAIN_PER_CLASS`` and ``COURSE_TEST_PER_CLASS`` kept (a damaged photo is replaced by the next one).
+Empty members count as unusable from the directory alone; a damaged photo that the course would not have used
+is never fetched, so with one among the first photos the choice can differ by a photo. Requests go through
+``web``; a server that cannot be reached is the caller's (``download``) to explain.
 """
 
 from __future__ import annotations
 
-import http.client
 import io
 import os
-import re
 import struct
-import urllib.error
-import urllib.request
 import zipfile
 import zlib
 from collections.abc import Iterator
@@ -26,8 +23,10 @@ from pathlib import Path, PurePosixPath
 
 from tqdm.auto import tqdm
 
-from . import download
+from .. import web
 from ..errors import CatdogError
+from . import petimages
+from .archives import merge_into, staging
 from .images import image_problem
 from .layout import IMAGE_EXTENSIONS, is_hidden_or_junk, natural_key
 
@@ -83,24 +82,10 @@ class SparseFile(io.RawIOBase):
 def get_range(url: str, start: int, end: int | None = None) -> tuple[int, bytes, int]:
     """Bytes ``start``..``end`` (inclusive) of ``url``, or its last ``-start`` bytes: (offset, data, total size).
     Raises NoRanges when the server answers with anything but those bytes."""
-    wanted = f"bytes={start}" if start < 0 else f"bytes={start}-{end}"
-    request = urllib.request.Request(url, headers={"User-Agent": "catdog-course", "Range": wanted})
-    try:
-        with urllib.request.urlopen(request, timeout=download.TIMEOUT_S) as response:
-            sent = re.fullmatch(r"bytes (\d+)-(\d+)/(\d+)", response.headers.get("Content-Range", "").strip())
-            if response.status != 206 or not sent:
-                raise NoRanges(url)
-            first, last, total = map(int, sent.groups())
-            data = response.read(last - first + 1)
-    except urllib.error.HTTPError as error:
-        raise CatdogError(f"{url}: the server answered {error.code} {error.reason}.\n"
-                          f"{download.WAYS_TO_GET_DATA}") from None
-    except (OSError, http.client.HTTPException) as error:
-        raise download.offline_error(url, getattr(error, "reason", error)) from None
-    if len(data) != last - first + 1:
-        raise CatdogError(f"{url}: the server sent {len(data):,} of {last - first + 1:,} bytes; run the same "
-                          "command again.")
-    return first, data, total
+    answer = web.get_range(url, start, end)
+    if answer is None:
+        raise NoRanges(url)
+    return answer
 
 
 def central_directory(url: str) -> tuple[zipfile.ZipFile, SparseFile]:
@@ -131,14 +116,14 @@ def _is_photo(info: zipfile.ZipInfo, folder: str) -> bool:
 
 def course_plan(infos: list[zipfile.ZipInfo], bad: set[str]) -> dict[str, tuple[str, str]]:
     """{member name: (split folder, class folder)} of the photos the course uses, ``bad`` ones left out."""
-    wanted = {"training_set": download.COURSE_TRAIN_PER_CLASS, "test_set": download.COURSE_TEST_PER_CLASS}
+    wanted = {"training_set": petimages.COURSE_TRAIN_PER_CLASS, "test_set": petimages.COURSE_TEST_PER_CLASS}
     plan = {}
     for folder, name in CLASSES:
         photos = sorted((i.filename for i in infos if _is_photo(i, folder) and i.filename not in bad),
                         key=lambda member: natural_key(Path(member)))
         counts = {"training_set": 0, "test_set": 0}
         for index, member in enumerate(photos, start=1):
-            split = "test_set" if index % download.TEST_EVERY == 0 else "training_set"
+            split = petimages.split_of(index)
             if counts[split] < wanted[split]:
                 plan[member] = (split, name)
                 counts[split] += 1
@@ -209,7 +194,7 @@ def course_photos(url: str, dest: Path, progress: bool = True) -> Path:
     with range requests; raises NoRanges when the server cannot (the caller downloads the whole zip)."""
     bundle, sparse = central_directory(url)
     bad: set[str] = set()
-    with bundle, download._staging(dest) as work:
+    with bundle, staging(dest) as work:
         fetched: set[str] = set()
         while True:
             plan = course_plan(bundle.infolist(), bad)
@@ -226,7 +211,7 @@ def course_photos(url: str, dest: Path, progress: bool = True) -> Path:
             target = work / "out" / split / name / PurePosixPath(member).name
             target.parent.mkdir(parents=True, exist_ok=True)
             os.replace(_pooled(work, member), target)
-        download._merge_into(work / "out", dest)
+        merge_into(work / "out", dest)
     if bad:
-        print(f"Skipped {len(bad)} unusable photo(s): {', '.join(sorted(bad)[:download.MAX_NAMED_SKIPS])}")
+        print(f"Skipped {len(bad)} unusable photo(s): {', '.join(sorted(bad)[:petimages.MAX_NAMED_SKIPS])}")
     return dest

@@ -10,9 +10,9 @@ from pathlib import Path
 
 from sklearn.model_selection import train_test_split
 
-from ..files import atomic_write_text
 from ..config import DATA_ENV, data_root
 from ..errors import CatdogError
+from ..files import atomic_write_text
 from .images import image_problem
 from .layout import ClassFolders, Sample, find_dataset
 

@@ -1,8 +1,8 @@
-"""Load a checkpoint as a model, measure it on a folder of photos, and predict single images.
+"""A model ready to use: load a checkpoint or an exported ONNX file as a model, measure it, predict.
 
-Test-time augmentation (``tta=True``) averages the softmax of each photo and its mirror image: the
-classifier was trained on mirrored photos too, so both views are fair questions and their average
-is a steadier answer. A frozen-backbone checkpoint gets both views' features from the feature cache,
+Test-time augmentation (``tta=True``) averages the softmax of each photo's ``TTA_VIEWS``, the photo and its
+mirror image: the classifier was trained on mirrored photos too, so both views are fair questions and their
+average is a steadier answer. A frozen-backbone checkpoint gets both views' features from the feature cache,
 each view cached apart: after a plain evaluation, TTA costs one more pass per photo, once.
 """
 
@@ -23,21 +23,28 @@ from torch import nn
 from torchvision import transforms as T
 from tqdm.auto import tqdm
 
-from ..model.backbones import TransferNet, create_model
-from ..model.checkpoint import load_checkpoint
 from ..config import cache_dir
 from ..data.datasets import SkippedFiles, iterate_good, make_loader
-from ..devices import inference_autocast, pick_device, to_fast_layout
-from ..model.engine import Runner, backbone_runner
-from ..errors import CatdogError
-from ..model.features import ViewSet, eval_views, extract_features
-from ..data.layout import (IMAGE_EXTENSIONS, Sample, evaluation_folders, is_hidden_or_junk, is_image_file, match_classes,
-                     natural_key)
-from ..model.modelfile import check_checkpoint
+from ..data.layout import (
+    IMAGE_EXTENSIONS,
+    Sample,
+    evaluation_folders,
+    is_hidden_or_junk,
+    is_image_file,
+    match_classes,
+    natural_key,
+)
 from ..data.transforms import Preprocessing, eval_transform
+from ..devices import inference_autocast, pick_device, to_fast_layout
+from ..errors import CatdogError
+from ..model.backbones import TransferNet, create_model
+from ..model.checkpoint import load_checkpoint
+from ..model.engine import BackboneRunner, backbone_runner, onnx_session
+from ..model.features import ViewSet, eval_views, extract_features
+from ..model.modelfile import ONNX_FORMAT, check_checkpoint, check_onnx
 
 if TYPE_CHECKING:
-    from .export import OnnxClassifier
+    import onnxruntime
 
 
 @dataclass
@@ -47,7 +54,7 @@ class LoadedModel:
     model: TransferNet
     meta: dict
     device: torch.device
-    runner: Runner | None = field(default=None, repr=False)  # the frozen backbone's engine, built on first use
+    runner: BackboneRunner | None = field(default=None, repr=False)  # the frozen backbone's, built on first use
 
     @property
     def classes(self) -> list[str]:
@@ -80,6 +87,46 @@ def load_model(checkpoint: str | Path, device: str = "auto") -> LoadedModel:
         raise CatdogError(f"{checkpoint}: weights do not fit a {meta['arch']} model ({error}).") from None
     torch_device = pick_device(device)
     return LoadedModel(to_fast_layout(model.eval(), torch_device), meta, torch_device)
+
+
+@dataclass
+class OnnxClassifier:
+    """An exported model in an ONNX Runtime session, with the class names and preprocessing from its metadata."""
+
+    path: Path
+    session: onnxruntime.InferenceSession
+    classes: list[str]
+    prep: Preprocessing
+    arch: str
+
+    @property
+    def transform(self) -> T.Compose:
+        """Photo to model input: resize to a square, to a tensor in [0, 1] (the model normalizes)."""
+        return T.Compose([T.Resize((self.prep.image_size, self.prep.image_size)), T.ToTensor()])
+
+    def probabilities(self, images: torch.Tensor | np.ndarray) -> np.ndarray:
+        """Class probabilities (N x classes) for a batch from :attr:`transform`."""
+        batch = np.ascontiguousarray(np.asarray(images, dtype=np.float32))
+        return self.session.run(["probabilities"], {"image": batch})[0]
+
+
+def load_onnx(path: str | Path) -> OnnxClassifier:
+    """Open an ONNX file written by :func:`catdog_lib.infer.export.export_onnx` with ONNX Runtime (CPU)."""
+    path = Path(path)
+    if not path.is_file():
+        raise CatdogError(f"{path}: no such ONNX file. Write one with "
+                          f"`catdog export --checkpoint best.pt --out {path}`.")
+    try:
+        session = onnx_session(path)
+    except Exception as error:  # ORT raises its own exception types (InvalidProtobuf, Fail, ...)
+        raise CatdogError(f"{path}: not a readable ONNX model ({type(error).__name__}); "
+                          "export it again with `catdog export`.") from None
+    meta = session.get_modelmeta().custom_metadata_map
+    if meta.get("format") != ONNX_FORMAT:
+        raise CatdogError(f"{path}: an ONNX model without catdog's metadata (classes, image size); "
+                          "export it with `catdog export`.")
+    classes, prep = check_onnx(path, meta, session.get_inputs(), session.get_outputs())
+    return OnnxClassifier(path, session, classes, prep, meta.get("arch", "?"))
 
 
 @dataclass
@@ -138,17 +185,29 @@ def confusion_precision_recall(labels: torch.Tensor, predictions: torch.Tensor,
     return confusion, precision, recall
 
 
-class _Views(nn.Module):
-    """A loaded model's logits for each view of a batch, ``[image, view, class]`` (views: plain, mirrored)."""
+TTA_VIEWS = ("plain", "mirrored")  # what test-time augmentation asks the model about: each photo, its mirror image
 
-    def __init__(self, loaded: LoadedModel, views: tuple[str, ...]):
+
+def tta_views(tta: bool) -> tuple[str, ...]:
+    """The views of each photo that an evaluation or prediction averages: ``TTA_VIEWS``, or the plain one."""
+    return TTA_VIEWS if tta else TTA_VIEWS[:1]
+
+
+def batch_views(images: torch.Tensor, tta: bool) -> list[torch.Tensor]:
+    """A batch of model inputs ``[N, 3, H, W]`` in each of :func:`tta_views` (mirrored: flipped left to right)."""
+    return [images.flip(-1) if view == "mirrored" else images for view in tta_views(tta)]
+
+
+class _Views(nn.Module):
+    """A loaded model's logits for each view of a batch, ``[image, view, class]``."""
+
+    def __init__(self, loaded: LoadedModel, tta: bool):
         super().__init__()
         self.model = loaded.model  # a submodule, so the loop's eval() reaches it
-        self.loaded, self.views = loaded, views
+        self.loaded, self.tta = loaded, tta
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
-        return torch.stack([self.loaded.logits(images.flip(-1) if view == "flip" else images)
-                            for view in self.views], dim=1)
+        return torch.stack([self.loaded.logits(view) for view in batch_views(images, self.tta)], dim=1)
 
 
 def _batches(inputs: torch.Tensor, labels: torch.Tensor, batch_size: int, device: torch.device):
@@ -165,19 +224,19 @@ Loop = Callable[[nn.Module, Iterable[tuple[torch.Tensor, torch.Tensor]]], tuple[
 
 def _logits(loaded: LoadedModel, samples: list[Sample], skipped: SkippedFiles, use_cache: bool, progress: bool,
             batch_size: int, tta: bool, loop: Loop) -> tuple[torch.Tensor, torch.Tensor, list[str]]:
-    """Logits ``[view, image, class]`` for the good images among ``samples`` (views: plain, and mirrored
-    with ``tta``), every batch run by ``loop``; frozen-backbone models reuse the feature cache."""
+    """Logits ``[view, image, class]`` for the good images among ``samples`` (views: :func:`tta_views`),
+    every batch run by ``loop``; frozen-backbone models reuse the feature cache."""
     model, device = loaded.model, loaded.device
-    views = ("plain", "flip") if tta else ("plain",)
+    views = tta_views(tta)
     if use_cache and loaded.meta.get("recipe") == "features":
         transform = eval_transform(loaded.prep)
-        view_sets = [eval_views(transform)]  # cached apart, so a plain evaluation's features serve TTA too
-        if tta:
-            view_sets.append(ViewSet(T.Compose([transform, T.RandomHorizontalFlip(p=1.0)]), ("mirrored",)))
-        per_view = [extract_features(model.backbone, loaded.meta["backbone_weights"], samples, view_set, device,
-                                     skipped, cache_root=cache_dir() / "features", min_size=loaded.prep.image_size,
-                                     batch_size=batch_size, progress=progress)
-                    for view_set in view_sets]
+        # one view set per view, cached apart: a plain evaluation's features (eval_views) serve TTA too
+        view_sets = {"plain": eval_views(transform),
+                     "mirrored": ViewSet(T.Compose([transform, T.RandomHorizontalFlip(p=1.0)]), ("mirrored",))}
+        per_view = [extract_features(model.backbone, loaded.meta["backbone_weights"], samples, view_sets[view],
+                                     device, skipped, cache_root=cache_dir() / "features",
+                                     min_size=loaded.prep.image_size, batch_size=batch_size, progress=progress)
+                    for view in views]
         if any(feats.paths != per_view[0].paths for feats in per_view):
             raise CatdogError("the test photos changed while they were read; run the evaluation again.")
         if not per_view[0].paths:
@@ -191,7 +250,7 @@ def _logits(loaded: LoadedModel, samples: list[Sample], skipped: SkippedFiles, u
     first = next(batches, None)
     if first is None:
         return _no_logits(len(views), len(loaded.classes))
-    logits, kept = loop(_Views(loaded, views), itertools.chain([first], batches))
+    logits, kept = loop(_Views(loaded, tta), itertools.chain([first], batches))
     labels = torch.tensor([samples[i][1] for i in kept.tolist()], dtype=torch.long)
     return logits.transpose(0, 1), labels, [str(samples[i][0]) for i in kept.tolist()]
 
@@ -284,9 +343,9 @@ def predict(model: LoadedModel | OnnxClassifier, paths: Sequence[str | Path], ba
             progress: bool = True, tta: bool = False) -> list[Prediction]:
     """Class and probabilities for each image file, folders expanded, in batches; input order kept.
 
-    ``model`` is a checkpoint's :class:`LoadedModel` or an exported ONNX model
-    (:func:`catdog_lib.infer.export.load_onnx`). A bad file gets an error instead of a label. A progress bar
-    appears past ``PROGRESS_AFTER`` photos. ``tta``: average each photo's and its mirror image's probabilities.
+    ``model`` is a checkpoint's :class:`LoadedModel` or an exported ONNX model (:func:`load_onnx`). A bad file
+    gets an error instead of a label. A progress bar appears past ``PROGRESS_AFTER`` photos. ``tta``: average
+    the probabilities of each photo's :func:`tta_views`.
     """
     files = image_files(paths)
     if isinstance(model, LoadedModel):
@@ -303,7 +362,7 @@ def predict(model: LoadedModel | OnnxClassifier, paths: Sequence[str | Path], ba
         for images, indices, bad in loader:
             problems.update(bad)
             if len(indices):
-                probabilities = (run(images) + run(images.flip(-1))) / 2 if tta else run(images)
+                probabilities = np.mean([run(view) for view in batch_views(images, tta)], axis=0)
                 for index, row in zip(indices.tolist(), probabilities):
                     best = int(row.argmax())
                     results[index] = Prediction(str(files[index]), model.classes[best], float(row[best]),

@@ -1,4 +1,4 @@
-"""Export a checkpoint to ONNX for use outside PyTorch, and run such a file with ONNX Runtime.
+"""Export a checkpoint to ONNX for use outside PyTorch (:func:`catdog_lib.infer.evaluation.load_onnx` runs it).
 
 The exported graph is the whole classifier, normalization included. Its input ``image`` is a float32
 batch N x 3 x S x S of RGB values in [0, 1] (a photo resized to S x S, as ``ToTensor`` gives it; N is
@@ -12,28 +12,20 @@ import io
 import json
 import warnings
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, BinaryIO
+from typing import BinaryIO
 
-import numpy as np
 import torch
 from torch import nn
-from torchvision import transforms as T
 
 from .. import __version__
+from ..data.transforms import Preprocessing
 from ..errors import CatdogError
 from ..files import atomic_write
-from ..model.modelfile import check_onnx
+from ..model.modelfile import ONNX_FORMAT
 from ..names import check_name_length
-from ..data.transforms import Preprocessing
+from .evaluation import LoadedModel, load_model
 
-if TYPE_CHECKING:
-    import onnxruntime
-
-    from .evaluation import LoadedModel
-
-FORMAT = "catdog-onnx/1"
 INPUT_DOC = "float32 N x 3 x S x S, RGB in [0, 1]: the photo resized to S x S (bilinear), not normalized"
 
 
@@ -55,7 +47,7 @@ def onnx_metadata(meta: dict) -> dict[str, str]:
     """The ONNX metadata (string to string) describing a checkpoint's model and its preprocessing."""
     prep = Preprocessing.from_dict(meta["preprocessing"])
     return {
-        "format": FORMAT,
+        "format": ONNX_FORMAT,
         "arch": meta["arch"],
         "classes": json.dumps(list(meta["classes"])),
         "image_size": str(prep.image_size),
@@ -83,8 +75,6 @@ def export_onnx(checkpoint: str | Path, out: str | Path, force: bool = False) ->
     An existing ``out`` is kept unless ``force``; a failed export leaves no partial file, and the temporary
     files of exports killed earlier (``.NAME.*.tmp``, this user's, no longer locked) are removed.
     """
-    from .evaluation import load_model
-
     out = Path(out)
     _refuse_overwrite(out, force)
     loaded = load_model(checkpoint, "cpu")
@@ -98,7 +88,7 @@ def _write_onnx(loaded: LoadedModel, source: str, file: BinaryIO, before_saving:
     """Trace the model to ONNX, add the metadata, check it, call ``before_saving`` and save it to ``file``.
 
     TorchScript's exporter (torch marks it as legacy): 2-3 s on 2 cores, where torch.export's took ~12 s
-    for the same graph (docs/BENCHMARKS.md); catdog_lib/model/engine.py exports the backbone the same way.
+    for the same graph (docs/BENCHMARKS.md); engine.export_backbone_onnx exports the backbone the same way.
     """
     import onnx
 
@@ -122,48 +112,3 @@ def _write_onnx(loaded: LoadedModel, source: str, file: BinaryIO, before_saving:
     onnx.checker.check_model(proto)
     before_saving()  # e.g. a file that appeared at ``out`` during the export is not replaced either
     file.write(proto.SerializeToString())  # what onnx.save_model writes (no external data: a few MB)
-
-
-@dataclass
-class OnnxClassifier:
-    """An exported model in an ONNX Runtime session, with the class names and preprocessing from its metadata."""
-
-    path: Path
-    session: onnxruntime.InferenceSession
-    classes: list[str]
-    prep: Preprocessing
-    arch: str
-
-    @property
-    def transform(self) -> T.Compose:
-        """Photo to model input: resize to a square, to a tensor in [0, 1] (the model normalizes)."""
-        return T.Compose([T.Resize((self.prep.image_size, self.prep.image_size)), T.ToTensor()])
-
-    def probabilities(self, images: torch.Tensor | np.ndarray) -> np.ndarray:
-        """Class probabilities (N x classes) for a batch from :attr:`transform`."""
-        batch = np.ascontiguousarray(np.asarray(images, dtype=np.float32))
-        return self.session.run(["probabilities"], {"image": batch})[0]
-
-
-def load_onnx(path: str | Path) -> OnnxClassifier:
-    """Open an ONNX file written by :func:`export_onnx` with ONNX Runtime (CPU)."""
-    import onnxruntime
-
-    path = Path(path)
-    if not path.is_file():
-        raise CatdogError(f"{path}: no such ONNX file. Write one with "
-                          f"`catdog export --checkpoint best.pt --out {path}`.")
-    options = onnxruntime.SessionOptions()
-    options.log_severity_level = 3  # errors only: ORT's warnings are not the student's to fix
-    options.intra_op_num_threads = torch.get_num_threads()  # as many threads as PyTorch, for fair timings
-    try:
-        session = onnxruntime.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
-    except Exception as error:  # ORT raises its own exception types (InvalidProtobuf, Fail, ...)
-        raise CatdogError(f"{path}: not a readable ONNX model ({type(error).__name__}); "
-                          "export it again with `catdog export`.") from None
-    meta = session.get_modelmeta().custom_metadata_map
-    if meta.get("format") != FORMAT:
-        raise CatdogError(f"{path}: an ONNX model without catdog's metadata (classes, image size); "
-                          "export it with `catdog export`.")
-    classes, prep = check_onnx(path, meta, session.get_inputs(), session.get_outputs())
-    return OnnxClassifier(path, session, classes, prep, meta.get("arch", "?"))

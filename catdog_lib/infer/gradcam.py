@@ -19,10 +19,10 @@ from pytorch_grad_cam.utils.image import show_cam_on_image
 from torch import nn
 from torch.nn import functional as F
 
-from ..model.backbones import TransferNet, get_arch
-from .evaluation import LoadedModel
 from ..data.images import load_rgb
 from ..data.transforms import denormalize, eval_transform
+from ..model.backbones import TransferNet, get_arch
+from .evaluation import LoadedModel
 
 
 @dataclass(frozen=True)

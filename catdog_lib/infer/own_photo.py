@@ -6,24 +6,20 @@ Every way in ends in a file checked to be a readable image; anything else raises
 
 from __future__ import annotations
 
-import hashlib
-import http.client
 import os
 import tempfile
-import urllib.request
 from pathlib import Path
-from urllib.error import HTTPError
 from urllib.parse import quote, unquote, urlparse
 
 from matplotlib.figure import Figure
 
-from ..data.download import CHUNK_BYTES, TIMEOUT_S, connection_problem
-from ..errors import CatdogError
-from .evaluation import LoadedModel, predict
-from ..files import atomic_write_bytes
-from .gradcam import CamResult
+from .. import web
 from ..data.images import image_problem
+from ..errors import CatdogError
+from ..files import atomic_write_bytes, file_digest
 from ..names import fit_name, printable
+from .evaluation import LoadedModel, predict
+from .gradcam import CamResult
 
 MAX_PHOTO_BYTES = 50 << 20  # no photo needs more (the web demo's upload limit too)
 
@@ -46,42 +42,31 @@ def save_upload(name: str, content: bytes, folder: Path) -> Path:
     return _checked(path, printable(name.replace("\0", "\\0")), remove_if_bad=True)
 
 
-def _why(error: Exception) -> str:
-    """Why a download failed, in words."""
-    if isinstance(error, HTTPError):
-        return f"the server answered {error.code} {error.reason}"
-    if isinstance(error, ValueError):
-        return f"not a URL that can be fetched ({error})"
-    return connection_problem(getattr(error, "reason", error))
-
-
 def _download_photo(url: str, folder: Path) -> Path:
-    """Stream ``url`` to a temporary file in ``folder`` (at most MAX_PHOTO_BYTES), check that it is a photo, then
-    keep it under a name made from its content: each call downloads again, so a changed photo is never stale."""
+    """Download ``url`` (at most MAX_PHOTO_BYTES) into a private temporary folder in ``folder``, check that it is a
+    photo, then keep it under a name made from its content: each call downloads again, so a changed photo is never
+    stale."""
     folder.mkdir(parents=True, exist_ok=True)
-    handle, tmp = tempfile.mkstemp(prefix=".download-", suffix=".tmp", dir=folder)
-    digest = hashlib.sha256()
-    too_big = f"{url}: over {MAX_PHOTO_BYTES >> 20} MB, far more than a photo needs; download stopped."
+    quoted = quote(url, safe=":/?#[]@!$&'()*+,;=%~")  # a pasted URL may hold non-ASCII letters
     try:
-        quoted = quote(url, safe=":/?#[]@!$&'()*+,;=%~")  # a pasted URL may hold non-ASCII letters
-        request = urllib.request.Request(quoted, headers={"User-Agent": "catdog-course"})
-        with os.fdopen(handle, "wb") as file, urllib.request.urlopen(request, timeout=TIMEOUT_S) as response:
-            if int(response.headers.get("Content-Length") or 0) > MAX_PHOTO_BYTES:
-                raise CatdogError(too_big)
-            while chunk := response.read(CHUNK_BYTES):
-                if file.tell() + len(chunk) > MAX_PHOTO_BYTES:
-                    raise CatdogError(too_big)
-                file.write(chunk)
-                digest.update(chunk)
-        _checked(Path(tmp), url)
-        target = folder / f"{digest.hexdigest()[:12]}-{fit_name(unquote(Path(urlparse(url).path).name), 'photo')}"
-        os.replace(tmp, target)
-        return target
-    except (OSError, http.client.HTTPException, ValueError) as error:
-        raise CatdogError(f"cannot download the photo from {url}: {_why(error)}. Save it and give its path "
-                          "instead.") from None
-    finally:
-        Path(tmp).unlink(missing_ok=True)
+        with tempfile.TemporaryDirectory(prefix=".download-", dir=folder) as private:
+            photo = web.fetch(quoted, Path(private) / "photo", progress=False, max_bytes=MAX_PHOTO_BYTES)
+            _checked(photo, url)
+            name = fit_name(unquote(Path(urlparse(url).path).name), "photo")
+            target = folder / f"{file_digest(photo, 'sha256')[:12]}-{name}"
+            os.replace(photo, target)
+            return target
+    except web.TooLarge:
+        raise CatdogError(f"{url}: over {MAX_PHOTO_BYTES >> 20} MB, far more than a photo needs; "
+                          "download stopped.") from None
+    except web.DownloadError as error:
+        raise _cannot_download(url, error.problem) from None
+    except OSError as error:  # writing it: a full disk, a folder that cannot be written
+        raise _cannot_download(url, error.strerror or error) from None
+
+
+def _cannot_download(url: str, why: object) -> CatdogError:
+    return CatdogError(f"cannot download the photo from {url}: {why}. Save it and give its path instead.")
 
 
 def fetch_photo(source: str, folder: Path) -> Path:

@@ -15,8 +15,10 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from ..errors import CatdogError
 from ..data.transforms import Preprocessing
+from ..errors import CatdogError
+from ..files import file_digest
+from ..web import fetch
 
 LITE_MEAN = LITE_STD = (0.5, 0.5, 0.5)  # the Lite models were trained on inputs scaled to [-1, 1]
 IMAGENET_PREP = Preprocessing(224)
@@ -115,8 +117,6 @@ def _read_weights_file(path: Path) -> dict[str, torch.Tensor]:
 def download_state_dict(url: str, arch: str) -> dict[str, torch.Tensor]:
     """Fetch weights into torch's hub cache (resumable; the SHA-256 prefix in the file name checked), or
     one clear line when that is impossible -- nothing announces a download that cannot happen."""
-    from ..data.download import fetch, sha256_of
-
     target = Path(torch.hub.get_dir()) / "checkpoints" / url.rsplit("/", 1)[-1]
     try:
         fetch(url, target)
@@ -128,7 +128,7 @@ def download_state_dict(url: str, arch: str) -> dict[str, torch.Tensor]:
             f"Offline, the efficientnet_lite* architectures have weights without a download."
         ) from None
     expected = torch.hub.HASH_REGEX.search(target.name)
-    if expected and not sha256_of(target).startswith(expected.group(1)):
+    if expected and not file_digest(target, "sha256").startswith(expected.group(1)):
         target.unlink()
         raise CatdogError(f"{url}: the downloaded file is damaged (its SHA-256 does not match its name); "
                           "run the same command again.")

@@ -17,8 +17,8 @@ validation photos as well as one trained on float32 features and agrees with it 
 (tests/test_int8.py, docs/BENCHMARKS.md). Its identity names the calibration ("openvino:int8/1a2b3c4d"),
 so features of two quantized models never mix. ``CATDOG_ENGINE=openvino`` keeps float32.
 
-``backbone_runner(...)`` returns a callable ``runner(images[B, 3, H, W]) -> features[B, D]`` (float32,
-on the CPU) whatever runs it; ``runner.identity`` ("openvino:fp32", "torch:bfloat16", ...) names the
+``backbone_runner(...)`` returns a :class:`BackboneRunner`, ``runner(images[B, 3, H, W]) -> features[B, D]``
+(float32, on the CPU) whatever runs it; ``runner.identity`` ("openvino:fp32", "torch:bfloat16", ...) names the
 engine and precision, and belongs in any cache of its outputs. ``CATDOG_ENGINE=openvino|onnxruntime|torch``
 (or ``openvino-int8``) forces one.
 """
@@ -43,18 +43,20 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from types import ModuleType
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 import numpy as np
 import torch
 from torch import nn
 
-from . import cachefiles
 from ..config import cache_dir
 from ..devices import cpu_has_int8_dot, inference_autocast, inference_dtype, to_fast_layout
 from ..errors import CatdogError
-from ..files import abandoned, os_error, take_lock, umask
-from ..data.images import file_digest
+from ..files import abandoned, file_digest, os_error, take_lock, umask
+from . import cachefiles
+
+if TYPE_CHECKING:
+    import onnxruntime
 
 ENGINE_ENV = "CATDOG_ENGINE"
 MIN_COSINE = 0.999  # a float32 engine's features must point the same way as PyTorch's float32 ones
@@ -89,7 +91,9 @@ def import_engine(name: str) -> ModuleType:
             del sys.modules[TELEMETRY]
 
 
-class Runner(Protocol):
+class BackboneRunner(Protocol):
+    """Runs a frozen backbone: ``images[B, 3, H, W] -> features[B, D]`` (float32, on the CPU)."""
+
     identity: str
 
     def __call__(self, images: torch.Tensor) -> torch.Tensor: ...
@@ -146,22 +150,28 @@ class OpenVINORunner:
         return torch.from_numpy(np.concatenate(outputs)[:len(images)])
 
 
+def onnx_session(path: Path) -> onnxruntime.InferenceSession:
+    """An ONNX Runtime session for the model file ``path`` on the CPU, with as many threads as PyTorch."""
+    onnxruntime = import_engine("onnxruntime")
+    options = onnxruntime.SessionOptions()
+    options.log_severity_level = 3  # errors only: ORT's warnings are not the student's to fix
+    options.intra_op_num_threads = torch.get_num_threads()  # as many threads as PyTorch, for fair timings
+    return onnxruntime.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+
+
 class OnnxRuntimeRunner:
-    """An ONNX Runtime session on the CPU."""
+    """The backbone in an ONNX Runtime session on the CPU."""
 
     def __init__(self, path: Path, identity: str = "onnxruntime:fp32"):
-        onnxruntime = import_engine("onnxruntime")
         self.identity = identity
-        options = onnxruntime.SessionOptions()
-        options.intra_op_num_threads = torch.get_num_threads()
-        self.session = onnxruntime.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+        self.session = onnx_session(path)
 
     def __call__(self, images: torch.Tensor) -> torch.Tensor:
         (output,) = self.session.run(None, {"images": images.detach().float().cpu().contiguous().numpy()})
         return torch.from_numpy(output)
 
 
-def export_onnx(backbone: nn.Module, example: torch.Tensor, path: Path) -> None:
+def export_backbone_onnx(backbone: nn.Module, example: torch.Tensor, path: Path) -> None:
     """Write ``backbone`` as ONNX with a free batch size, height and width.
 
     TorchScript's exporter: it needs no extra package and takes a second or two on 2 cores (OpenVINO's
@@ -180,7 +190,7 @@ class Engine:
 
     name: str  # what CATDOG_ENGINE calls it
     modules: tuple[str, ...]
-    load: Callable[[Path, str], Runner]  # (model file, identity) -> runner
+    load: Callable[[Path, str], BackboneRunner]  # (model file, identity) -> runner
     precision: str = "fp32"
     model_file: str = MODEL_FILE
 
@@ -279,7 +289,7 @@ def _float32_check(engine: Engine, backbone: nn.Module, staging: Path) -> dict:
     plain, probe = _float32_copy(backbone), _probe()
     with torch.inference_mode():
         expected = plain(probe)
-    export_onnx(plain, probe, staging / engine.model_file)
+    export_backbone_onnx(plain, probe, staging / engine.model_file)
     cosine = _min_cosine(engine.load(staging / engine.model_file, engine.identity)(probe), expected)
     return {"identity": engine.identity, "passed": cosine >= MIN_COSINE,
             "why": f"its features differ from PyTorch's (cosine {cosine:.5f} < {MIN_COSINE})"}
@@ -324,7 +334,7 @@ def _int8_quantize(engine: Engine, backbone: nn.Module, staging: Path, photos: t
     with _quiet_nncf():  # importing NNCF logs that torch found no CUDA
         openvino, nncf = import_engine("openvino"), import_engine("nncf")
     plain = _float32_copy(backbone)
-    export_onnx(plain, photos[:CHUNK], staging / "float32.onnx")
+    export_backbone_onnx(plain, photos[:CHUNK], staging / "float32.onnx")
     model = openvino.Core().read_model(staging / "float32.onnx")
     batches = [photos[i:i + CHUNK].contiguous().numpy() for i in range(0, len(photos) - CHUNK + 1, CHUNK)]
     with _quiet_nncf():
@@ -355,7 +365,7 @@ class ExportMismatch(ValueError):
 
 
 STALE_STAGING_S = 600  # an export's staging folder this old, and no longer locked, was left by a killed export
-_RUN_ONLY: dict[Path, Runner] = {}  # exports that could not be cached, made once per process
+_RUN_ONLY: dict[Path, BackboneRunner] = {}  # exports that could not be cached, made once per process
 
 
 def _share(staging: Path) -> None:
@@ -412,7 +422,7 @@ def _own_folder(folder: Path) -> bool:
     return cachefiles.current_user() in (None, info.st_uid) and not cachefiles.others_could_write(info)
 
 
-def _load_export(engine: Engine, folder: Path, backbone: nn.Module) -> Runner:
+def _load_export(engine: Engine, folder: Path, backbone: nn.Module) -> BackboneRunner:
     """Load a cached export. This user's: its files must have the SHA-256s its check recorded (a flipped bit
     is a damaged export); a failed check raises ValueError. Another user's (a shared cache): copied out, then
     its features must match PyTorch float32's on the probe images (an int8 one cannot be checked so: unusable)."""
@@ -443,7 +453,7 @@ def _load_export(engine: Engine, folder: Path, backbone: nn.Module) -> Runner:
 
 
 def _engine_runner(engine: Engine, backbone: nn.Module, backbone_id: str, root: Path,
-                   make: Callable[[Path], dict]) -> Runner:
+                   make: Callable[[Path], dict]) -> BackboneRunner:
     """The cached export of ``backbone`` for ``engine`` (``make``-d on first use), loaded.
 
     A damaged cached export is made again; a cache that cannot be written gets one warning and an
@@ -480,7 +490,7 @@ def _engine_runner(engine: Engine, backbone: nn.Module, backbone_id: str, root: 
 
 def backbone_runner(backbone: nn.Module, backbone_id: str, device: torch.device, reduced_precision: bool = True,
                     cache_root: Path | None = None,
-                    calibration: Callable[[], torch.Tensor] | None = None) -> Runner:
+                    calibration: Callable[[], torch.Tensor] | None = None) -> BackboneRunner:
     """The fastest good enough way to run the frozen ``backbone`` on ``device`` (see the module docstring).
 
     Int8 runs where a quantized model is cached, or is made now from ``calibration()`` (photos, normalized;

@@ -39,14 +39,14 @@ from torchvision import transforms as T
 from tqdm.auto import tqdm
 
 from ..data import images
-from . import cachefiles
-from ..files import atomic_write_bytes, remove_stale
 from ..data.datasets import SkippedFiles, iterate_good, make_loader
-from .engine import CALIBRATION_PHOTOS, QUANTIZE_FROM, Runner, backbone_runner, engine_identity
-from ..errors import CatdogError
 from ..data.images import BadImageError, load_rgb
 from ..data.layout import Sample
 from ..data.prefetch import prefetched
+from ..errors import CatdogError
+from ..files import atomic_write_bytes, file_digest, remove_stale
+from . import cachefiles
+from .engine import CALIBRATION_PHOTOS, QUANTIZE_FROM, BackboneRunner, backbone_runner, engine_identity
 
 RANDOM_VIEWS = 4  # views cached per photo when the training transform is random beyond a flip
 # Steps that do the same thing every time: a transform made of these (and a flip) needs two views.
@@ -120,15 +120,15 @@ def eval_views(transform: Callable) -> ViewSet:
     return ViewSet(transform, ("plain",))
 
 
-def file_digest(path: Path) -> str:
-    """SHA-1 of a file's bytes, read in chunks: the same photo under another name hits the same cache entry.
+def cache_digest(path: Path) -> str:
+    """SHA-1 of a file's bytes as a cache key: the same photo under another name hits the same cache entry.
 
     A file that is not a regular one (a FIFO, a device), is too large for a photo, unreadable or missing gets
     "" (never a cache hit) without being read; decoding it then reports why.
     """
     try:
-        return images.file_digest(path)
-    except (OSError, BadImageError):
+        return file_digest(path, max_bytes=images.MAX_FILE_BYTES)
+    except OSError:
         return ""
 
 
@@ -197,7 +197,7 @@ class FeatureSet:
 
 @torch.inference_mode()
 def compute_features(
-    runner: Runner,
+    runner: BackboneRunner,
     samples: Sequence[Sample],
     views: ViewSet,
     skipped: SkippedFiles,
@@ -261,7 +261,7 @@ def extract_features(
         known = FeatureCache(cache_root, backbone_id, identity).load() if cache_root else {}
         return known, [i for i in range(len(samples)) if not all(f"{digests[i]}/{name}" in known for name in names)]
 
-    digests = [file_digest(path) for path, _ in samples]
+    digests = [cache_digest(path) for path, _ in samples]
     names = views.cache_names()
     identity = engine_identity(device, reduced_precision, backbone)
     known, missing = cached_under(identity)

@@ -13,14 +13,15 @@ from typing import Any
 
 import torch
 
-from ..errors import CatdogError
 from ..data.transforms import Preprocessing
+from ..errors import CatdogError
 
 MIN_IMAGE_SIZE, MAX_IMAGE_SIZE = 16, 600  # 600: the largest input of any ImageNet backbone (EfficientNet-B7)
 MAX_CLASSES = 1000
 MAX_HEAD_WIDTH = 1 << 16
 MAX_HEAD_LAYERS = 32
 RECIPES = ("features", "finetune", "whole")  # training.RECIPES (tests/test_recipe_matrix.py checks)
+ONNX_FORMAT = "catdog-onnx/1"  # an exported model's metadata "format": written by export, read by evaluation
 
 
 def _bad(path: str | Path, field: str, value: object, must: str) -> CatdogError:

@@ -1,2 +1,2 @@
-"""Training: the loop and its run folder (training, runfolder), fine-tuning the last stage (finetune), and the
-checks of what a user types (parameters, guards)."""
+"""Training: the loop and the run it writes (training), the batches it trains on (batching), one run per folder
+(runlock), fine-tuning the last stage (finetune), and the checks of what a user types (parameters)."""

@@ -3,8 +3,8 @@
 The part of the backbone before its last stage (the *trunk*) stays frozen, so its output for a photo
 never changes: like the head's features, it is computed once per photo and view and cached. Fine-tuning
 then trains the last stage and the head on those cached activations, full epochs in seconds, instead
-of pushing every photo through the whole network. Notebook 04 shows :class:`StageNet` and the stage's
-training (a test keeps its code identical to this module's).
+of pushing every photo through the whole network (``batching.stage_inputs`` caches them). Notebook 04 shows
+:class:`StageNet` and the stage's training (a test keeps its code identical to this module's).
 """
 
 from __future__ import annotations
@@ -12,11 +12,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from ..model.backbones import TransferNet, get_arch
-from ..data.datasets import SkippedFiles
 from ..errors import CatdogError
-from ..model.features import ViewSet
-from ..data.split import Split
+from ..model.backbones import get_arch
 
 STAGE_DTYPE = torch.float16  # cached stage inputs: half the memory and disk of float32, ~3 significant digits
 
@@ -57,17 +54,6 @@ def split_backbone(arch: str, backbone: nn.Module) -> tuple[nn.Module, nn.Module
 def stage_id(backbone_id: str, arch: str) -> str:
     """The feature cache's identity for the trunk's output (its own entries, never a head's features)."""
     return f"{backbone_id}/trunk-before:{get_arch(arch).last_stage[0]}/{str(STAGE_DTYPE).removeprefix('torch.')}"
-
-
-def stage_inputs(model: TransferNet, arch: str, backbone_id: str, split: Split, views: ViewSet, valid_transform,
-                 batch_size: int, seed: int, device: torch.device, skipped: SkippedFiles, **extract):
-    """The split's photos through the frozen trunk (every training view, one valid view), cached, as batches."""
-    from .training import feature_batches
-
-    trunk, _ = split_backbone(arch, model.backbone)
-    return feature_batches(TransferNet(trunk, nn.Identity()), stage_id(backbone_id, arch), split, views,
-                           valid_transform, batch_size, seed, device, skipped, dtype=STAGE_DTYPE,
-                           calibrate=False, **extract)  # the stage is fine-tuned on float32 inputs
 
 
 def keeps(row: dict, frozen: dict) -> bool:

@@ -21,7 +21,7 @@ import math
 import os
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
@@ -29,21 +29,20 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
-from . import parameters as rules
-from ..model.backbones import DEFAULT_ARCH, TransferNet, create_model, get_arch, head_spec
-from ..model.checkpoint import load_checkpoint, save_checkpoint
-from ..files import atomic_write_bytes, atomic_write_text
-from ..config import cache_dir
-from ..data.datasets import SkippedFiles, iterate_good, make_loader
+from ..data.datasets import SkippedFiles
+from ..data.layout import find_dataset
+from ..data.split import Split, stratified_split, subset_per_class
+from ..data.transforms import Preprocessing, eval_transform, train_transform
 from ..devices import DEVICE_NAMES, pick_device, set_seed
 from ..errors import CatdogError
-from ..model.features import FeatureSet, ViewSet, eval_views, extract_features, file_digest, training_views
-from .finetune import StageNet, keeps, split_backbone, stage_inputs
-from .guards import check_finite
-from ..data.layout import find_dataset
-from .runfolder import claim_run_folder
-from ..data.split import Split, stratified_split, subset_per_class
-from ..data.transforms import eval_transform, train_transform
+from ..files import atomic_write_bytes, atomic_write_text
+from ..model.backbones import DEFAULT_ARCH, TransferNet, create_model, get_arch, head_spec
+from ..model.checkpoint import load_checkpoint, save_checkpoint
+from ..model.features import ViewSet, cache_digest, training_views
+from . import parameters as rules
+from .batching import FeatureBatches, ImageBatches, feature_batches, stage_inputs
+from .finetune import StageNet, keeps, split_backbone
+from .runlock import claim_run_folder
 
 RECIPES = ("features", "finetune", "whole")
 # A new head learns fast; a pretrained backbone needs care. finetune's rate is its head stage's.
@@ -127,6 +126,14 @@ class EarlyStopping:
         return False
 
 
+def check_finite(value: float, what: str) -> float:
+    """``value`` if it is a finite number; else CatdogError: the run diverged (learning rate too high)."""
+    if not math.isfinite(value):
+        raise CatdogError(f"{what} became {value}: training diverged. Lower the learning rate "
+                          "(--lr, or LEARNING_RATE in notebook 04; e.g. by 10x) and start a new run.")
+    return value
+
+
 def train_epoch(net: nn.Module, batches, loss_fn: nn.Module, optimizer: torch.optim.Optimizer) -> float:
     """One pass over the training batches; returns the mean batch loss."""
     net.train()
@@ -180,85 +187,6 @@ class RunState:
         return False
 
 
-def epoch_order(n: int, seed: int, epoch: int) -> torch.Tensor:
-    """The shuffled order of sample indices in one epoch; the same for both recipes."""
-    return torch.randperm(n, generator=torch.Generator().manual_seed(seed * 1000 + epoch))
-
-
-class FeatureBatches:
-    """Shuffled batches of cached backbone features: the head sees what the whole network would compute.
-
-    Each epoch, every photo shows one of its cached views, picked by ``views.picks`` (for the tutorial's
-    flip: mirrored with probability ``flip_p``).
-    """
-
-    def __init__(self, train: FeatureSet, valid: FeatureSet, views: ViewSet, batch_size: int, seed: int,
-                 device: torch.device):
-        self.train, self.valid, self.views = train, valid, views
-        self.batch_size, self.seed, self.device = batch_size, seed, device
-
-    def train_batches(self, epoch: int) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-        n = len(self.train.labels)
-        order = epoch_order(n, self.seed, epoch)
-        picks = self.views.picks(n, self.seed, epoch)
-        for start in range(0, n, self.batch_size):
-            idx = order[start:start + self.batch_size]
-            yield (self.train.features[picks[idx], idx].to(self.device, torch.float32),
-                   self.train.labels[idx].to(self.device))
-
-    def valid_batches(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-        for start in range(0, len(self.valid.labels), self.batch_size):
-            stop = start + self.batch_size
-            yield (self.valid.features[0, start:stop].to(self.device, torch.float32),
-                   self.valid.labels[start:stop].to(self.device))
-
-
-def feature_batches(model: TransferNet, backbone_id: str, split: Split, views: ViewSet, valid_transform,
-                    batch_size: int, seed: int, device: torch.device, skipped: SkippedFiles,
-                    cache: bool = True, min_size: int | None = None, calibrate: bool = True,
-                    **extract) -> FeatureBatches:
-    """The split's photos through the frozen backbone (every training view, one valid view), cached, as batches."""
-    options = dict(device=device, skipped=skipped, min_size=min_size, batch_size=batch_size,
-                   cache_root=cache_dir() / "features" if cache else None, **extract)
-    train = extract_features(model.backbone, backbone_id, split.train, views, calibrate=calibrate, **options)
-    valid = extract_features(model.backbone, backbone_id, split.valid, eval_views(valid_transform), **options)
-    if not len(valid.labels):
-        raise CatdogError("no readable validation images; check the data with `catdog data check`.")
-    return FeatureBatches(train, valid, views, batch_size, seed, device)
-
-
-class ImageBatches:
-    """Batches of decoded photos for training through the whole network.
-
-    Each photo's view comes from ``views.picks``, as in :class:`FeatureBatches`, so both recipes see the
-    same augmentation; the loaders have their own generators, so none draws on the global RNG (dropout
-    uses that one).
-    """
-
-    def __init__(self, split: Split, views: ViewSet, valid_transform, batch_size: int, seed: int,
-                 device: torch.device, skipped: SkippedFiles, min_size: int | None = None,
-                 num_workers: int | None = None):
-        self.split, self.views, self.batch_size, self.seed = split, views, batch_size, seed
-        self.device, self.skipped, self.min_size, self.num_workers = device, skipped, min_size, num_workers
-        self.valid_loader = make_loader(split.valid, valid_transform, batch_size, num_workers=num_workers,
-                                        min_size=min_size, generator=torch.Generator().manual_seed(seed))
-
-    def train_batches(self, epoch: int) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-        n = len(self.split.train)
-        order = epoch_order(n, self.seed, epoch).tolist()
-        picks = self.views.picks(n, self.seed, epoch).tolist()
-        loader = make_loader([self.split.train[i] for i in order], self.views.view, self.batch_size,
-                             num_workers=self.num_workers, min_size=self.min_size,
-                             view_ids=[picks[i] for i in order],
-                             generator=torch.Generator().manual_seed(self.seed + epoch))
-        for images, labels in iterate_good(loader, self.skipped):
-            yield images.to(self.device), labels.to(self.device)
-
-    def valid_batches(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-        for images, labels in iterate_good(self.valid_loader, self.skipped):
-            yield images.to(self.device), labels.to(self.device)
-
-
 def _ensure_writable(out: Path) -> None:
     try:
         out.mkdir(parents=True, exist_ok=True)
@@ -301,7 +229,24 @@ def backbone_id(arch: str, weights: str | None, seed: int) -> str:
         return f"{arch}:random:seed{seed}"
     if weights == "default":
         return f"{arch}:default"
-    return f"{arch}:sha1={file_digest(Path(weights))}"
+    return f"{arch}:sha1={cache_digest(Path(weights))}"
+
+
+@dataclass(frozen=True)
+class RunSpec:
+    """What a run's settings name, looked up once: the backbone's preprocessing, the identity of its weights in
+    the feature cache, the training views (flips) and the validation transform."""
+
+    prep: Preprocessing
+    backbone_id: str
+    views: ViewSet
+    valid_transform: Callable
+
+    @classmethod
+    def of(cls, cfg: TrainConfig) -> RunSpec:
+        prep = get_arch(cfg.arch).prep
+        return cls(prep, backbone_id(cfg.arch, cfg.weights, cfg.seed),
+                   training_views(train_transform(prep, cfg.flip_p), seed=cfg.seed), eval_transform(prep))
 
 
 def _check_config(cfg: TrainConfig) -> TrainConfig:
@@ -319,15 +264,15 @@ class RunFolder:
     Used by :func:`train` and by notebook 04's own epoch loop, so both leave the same files.
     """
 
-    def __init__(self, out: str | Path, cfg: TrainConfig, split: Split, model: TransferNet):
+    def __init__(self, out: str | Path, cfg: TrainConfig, split: Split, model: TransferNet, spec: RunSpec | None = None):
         from torch.utils.tensorboard import SummaryWriter
 
         self.out, self.cfg, self.split = Path(out), cfg, split
+        spec = spec or RunSpec.of(cfg)
         _ensure_writable(self.out)
         split.save(self.out / "split.json")
-        self.meta = {"arch": cfg.arch, "classes": split.classes, "preprocessing": get_arch(cfg.arch).prep.as_dict(),
-                     "recipe": cfg.recipe, "backbone_weights": backbone_id(cfg.arch, cfg.weights, cfg.seed),
-                     "head": head_spec(model.head)}
+        self.meta = {"arch": cfg.arch, "classes": split.classes, "preprocessing": spec.prep.as_dict(),
+                     "recipe": cfg.recipe, "backbone_weights": spec.backbone_id, "head": head_spec(model.head)}
         self.writer = SummaryWriter(str(self.out / "tensorboard"))
 
     def log(self, row: dict) -> None:
@@ -403,18 +348,16 @@ def make_optimizer(model: TransferNet, cfg: TrainConfig) -> torch.optim.Optimize
     return torch.optim.Adam(groups, lr=cfg.lr, weight_decay=cfg.weight_decay)
 
 
-def make_batches(cfg: TrainConfig, model: TransferNet, split: Split, device: torch.device,
+def make_batches(cfg: TrainConfig, spec: RunSpec, model: TransferNet, split: Split, device: torch.device,
                  skipped: SkippedFiles) -> tuple[FeatureBatches | ImageBatches, nn.Module]:
     """The recipe's batch source and the part of the model it trains."""
-    prep = get_arch(cfg.arch).prep
-    views = training_views(train_transform(prep, cfg.flip_p), seed=cfg.seed)
     if cfg.recipe == "whole":
-        return ImageBatches(split, views, eval_transform(prep), cfg.batch_size, cfg.seed, device, skipped,
-                            min_size=prep.image_size, num_workers=cfg.num_workers), model
-    batches = feature_batches(model, backbone_id(cfg.arch, cfg.weights, cfg.seed), split, views,
-                              eval_transform(prep), cfg.batch_size, cfg.seed, device, skipped,
-                              cache=cfg.feature_cache, min_size=prep.image_size, num_workers=cfg.num_workers,
-                              progress=cfg.progress, reduced_precision=cfg.reduced_precision)
+        return ImageBatches(split, spec.views, spec.valid_transform, cfg.batch_size, cfg.seed, device, skipped,
+                            min_size=spec.prep.image_size, num_workers=cfg.num_workers), model
+    batches = feature_batches(model, spec.backbone_id, split, spec.views, spec.valid_transform, cfg.batch_size,
+                              cfg.seed, device, skipped, cache=cfg.feature_cache, min_size=spec.prep.image_size,
+                              num_workers=cfg.num_workers, progress=cfg.progress,
+                              reduced_precision=cfg.reduced_precision)
     return batches, model.head
 
 
@@ -434,6 +377,7 @@ def train(cfg: TrainConfig, resume: bool = False) -> dict:
     elif last_path.exists():
         raise CatdogError(f"{out}: already holds a run (last.pt). Use --resume {out} or another --out folder.")
     cfg = _check_config(cfg)
+    spec = RunSpec.of(cfg)
     _ensure_writable(out)
     started = time.perf_counter()
     device = pick_device(cfg.device)
@@ -453,14 +397,14 @@ def train(cfg: TrainConfig, resume: bool = False) -> dict:
         state = RunState(**saved["run_state"])
     elapsed_before = state.elapsed_s
     skipped = SkippedFiles()
-    batches, net = make_batches(cfg, model, split, device, skipped)
+    batches, net = make_batches(cfg, spec, model, split, device, skipped)
     # Feature extraction may draw random numbers; training starts from the seed (or where it stopped).
     if resume:
         torch.set_rng_state(saved["rng_state"])
     else:
         set_seed(cfg.seed)
     loss_fn = nn.CrossEntropyLoss()
-    run = RunFolder(out, cfg, split, model)
+    run = RunFolder(out, cfg, split, model, spec)
     if cfg.recipe == "finetune":
         run.meta["recipe"] = "features"  # the head stage's checkpoints hold a frozen backbone
     last_epoch = state.epoch if state.stopped_early or state.finetuned else cfg.epochs
@@ -492,7 +436,7 @@ def train(cfg: TrainConfig, resume: bool = False) -> dict:
                 break
         finish_bar(bar, state.epoch)
         if cfg.recipe == "finetune" and not state.finetuned:
-            finetune_stage(cfg, model, split, device, skipped, run, state)
+            finetune_stage(cfg, spec, model, split, device, skipped, run, state)
             state.elapsed_s = elapsed_before + time.perf_counter() - started
             run.save_last(model, optimizer, scheduler, stopper, state, skipped)
     finally:
@@ -502,8 +446,8 @@ def train(cfg: TrainConfig, resume: bool = False) -> dict:
     return run.metrics(state, skipped)
 
 
-def finetune_stage(cfg: TrainConfig, model: TransferNet, split: Split, device: torch.device, skipped: SkippedFiles,
-                   run: RunFolder, state: RunState) -> None:
+def finetune_stage(cfg: TrainConfig, spec: RunSpec, model: TransferNet, split: Split, device: torch.device,
+                   skipped: SkippedFiles, run: RunFolder, state: RunState) -> None:
     """The finetune recipe's second stage, from the head stage's best model (kept as ``head.pt``; a run resumed
     inside this stage starts it again): the last stage and the head on cached stage inputs, BatchNorm in eval
     mode. A fine-tuned epoch replaces best.pt only if :func:`finetune.keeps` it."""
@@ -517,11 +461,9 @@ def finetune_stage(cfg: TrainConfig, model: TransferNet, split: Split, device: t
     state.history, state.epoch = head_rows, len(head_rows)
     state.best_accuracy, state.best_loss, state.best_epoch = frozen["valid_accuracy"], frozen["valid_loss"], frozen["epoch"]
     model.load_state_dict(load_checkpoint(head_pt)["state_dict"])
-    prep = get_arch(cfg.arch).prep
-    views = training_views(train_transform(prep, cfg.flip_p), seed=cfg.seed)
-    batches = stage_inputs(model, cfg.arch, backbone_id(cfg.arch, cfg.weights, cfg.seed), split, views,
-                           eval_transform(prep), cfg.batch_size, cfg.seed, device, skipped, cache=cfg.feature_cache,
-                           min_size=prep.image_size, num_workers=cfg.num_workers, progress=cfg.progress)
+    batches = stage_inputs(model, cfg.arch, spec.backbone_id, split, spec.views, spec.valid_transform, cfg.batch_size,
+                           cfg.seed, device, skipped, cache=cfg.feature_cache, min_size=spec.prep.image_size,
+                           num_workers=cfg.num_workers, progress=cfg.progress)
     _, stage = split_backbone(cfg.arch, model.backbone)
     stage.requires_grad_(True)
     net = StageNet(stage, model.head)
