@@ -56,7 +56,7 @@ $(VENV)/.demo-installed: $(STAMP)
 	touch $@
 
 bench: $(STAMP)
-	$(BIN)/python benchmarks/bench.py $(ARGS)
+	$(BIN)/python -m benchmarks.bench $(ARGS)
 
 # After editing a notebook: decide again which cells strict nbval compares, and commit their outputs.
 notebook-outputs: $(STAMP)

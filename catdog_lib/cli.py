@@ -13,9 +13,9 @@ import warnings
 from collections.abc import Sequence
 from pathlib import Path
 
+from .classroom.notebook import REPOSITORY
 from .errors import CatdogError
-from .notebook import REPOSITORY
-from .parameters import MAX_SEED
+from .train.parameters import MAX_SEED
 
 
 class _Parser(argparse.ArgumentParser):
@@ -66,7 +66,7 @@ RUN_SETTINGS = ("data", "out", "arch", "recipe", "epochs", "finetune_epochs", "b
 def _cmd_train(args: argparse.Namespace) -> int:
     from .config import data_root
     from .devices import describe_device, pick_device
-    from .training import TrainConfig, train
+    from .train.training import TrainConfig, train
 
     print(describe_device(pick_device(args.device)), flush=True)
     given = {name: getattr(args, name) for name in RUN_SETTINGS if getattr(args, name) is not None}
@@ -98,7 +98,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
 
 def _cmd_evaluate(args: argparse.Namespace) -> int:
     from .config import data_root
-    from .evaluation import evaluate_folder, load_model
+    from .infer.evaluation import evaluate_folder, load_model
 
     loaded = load_model(args.checkpoint, args.device)
     result = evaluate_folder(loaded, data_root(args.data), progress=not args.json, batch_size=args.batch_size,
@@ -116,12 +116,10 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
 
 
 def _cmd_predict(args: argparse.Namespace) -> int:
-    from .evaluation import load_model, predict
+    from .infer.evaluation import load_model, load_onnx, predict
     from .names import printable
 
     if args.model:
-        from .export import load_onnx
-
         model = load_onnx(args.model)
     else:
         model = load_model(args.checkpoint, args.device)
@@ -140,7 +138,7 @@ def _cmd_predict(args: argparse.Namespace) -> int:
 
 
 def _cmd_export(args: argparse.Namespace) -> int:
-    from .export import export_onnx
+    from .infer.export import export_onnx
 
     out = export_onnx(args.checkpoint, args.out, force=args.force)
     print(f"wrote {out} ({out.stat().st_size / 1e6:.1f} MB); "
@@ -149,7 +147,7 @@ def _cmd_export(args: argparse.Namespace) -> int:
 
 
 def _cmd_demo(args: argparse.Namespace) -> int:
-    from .demo import serve
+    from .infer.demo import serve
 
     serve(args.checkpoint, host=args.host, port=args.port, device=args.device)
     return 0
@@ -157,7 +155,7 @@ def _cmd_demo(args: argparse.Namespace) -> int:
 
 def _cmd_data_check(args: argparse.Namespace) -> int:
     from .config import data_root
-    from .integrity import check_dataset
+    from .data.integrity import check_dataset
 
     report = check_dataset(data_root(args.root))
     print(report.format())
@@ -166,7 +164,7 @@ def _cmd_data_check(args: argparse.Namespace) -> int:
 
 def _cmd_data_download(args: argparse.Namespace) -> int:
     from .config import data_root
-    from .download import download_dataset
+    from .data.download import download_dataset
 
     root = download_dataset(args.source, data_root(args.dest))
     print(f"data ready in {root}; use it with --data {root} or CATDOG_DATA_DIR={root}")
@@ -174,10 +172,10 @@ def _cmd_data_download(args: argparse.Namespace) -> int:
 
 
 def _cmd_course(args: argparse.Namespace) -> int:
-    from .runner import NOTEBOOK_DIR, NOTEBOOKS, run_course
+    from .classroom.runner import NOTEBOOK_DIR, NOTEBOOKS, run_course
 
     if args.student is not None:
-        from .student import write_student_copy
+        from .classroom.student import write_student_copy
 
         if args.fast or args.out:
             raise CatdogError("--student writes the student copy and runs nothing; drop --fast/--out.")
@@ -205,7 +203,7 @@ def _command(sub, name: str, summary: str, example: str) -> argparse.ArgumentPar
 
 def build_parser() -> argparse.ArgumentParser:
     from . import __version__
-    from .download import DEFAULT_SOURCE, SOURCES
+    from .data.download import DEFAULT_SOURCE, SOURCES
 
     defaults = TRAIN_DEFAULTS
     parser = _Parser(prog="catdog", description="Cats-vs-dogs transfer learning: the catdog course's CLI.",

@@ -1,14 +1,17 @@
-"""Writing the course's files safely in folders others may write: atomic writes, leftovers, error advice.
+"""Reading and writing the course's files safely in folders others may write: atomic writes, leftovers, error
+advice, and the one file hasher.
 
 Every file the course writes at a predictable name goes through :func:`atomic_write` (a random temporary
 name created exclusively, then renamed over the target), so a symlink planted at that name in a shared folder
-is replaced, never written through. Torch-free, so that downloads and the command line can use it.
+is replaced, never written through. Every file the course hashes goes through :func:`file_digest` (regular
+files only, read in chunks). Torch-free, so that downloads and the command line can use it.
 """
 
 from __future__ import annotations
 
 import errno
 import glob
+import hashlib
 import os
 import stat
 import tempfile
@@ -21,6 +24,16 @@ from .errors import CatdogError
 from .names import NAME_MAX, fit_name
 
 STALE_TMP_S = 3600  # a write takes seconds to minutes: a temporary file this old was left by a killed process
+HASH_CHUNK = 1 << 20  # files are hashed in chunks of this many bytes, never read whole
+
+
+class RefusedFile(OSError):
+    """A file refused unread: not a regular file (a FIFO, device, socket or folder: see ``mode``), or over the
+    caller's size limit (``size``). An OSError, so that callers handling unreadable files handle it too."""
+
+    def __init__(self, path: Path, info: os.stat_result, why: str):
+        super().__init__(f"{path}: {why}; not read")
+        self.mode, self.size = info.st_mode, info.st_size
 
 
 def os_error(error: BaseException) -> OSError | None:
@@ -205,3 +218,42 @@ def open_partial(path: Path, append: bool) -> BinaryIO:
         raise CatdogError(f"{path}: not your own regular file; nothing was written to it. Delete it and run "
                           "the command again.")
     return os.fdopen(handle, "ab")
+
+
+def _refuse(path: Path, info: os.stat_result, max_bytes: int | None) -> None:
+    """RefusedFile unless ``info`` is a regular file of at most ``max_bytes``."""
+    if stat.S_ISDIR(info.st_mode):
+        raise RefusedFile(path, info, "is a folder, not a file")
+    if not stat.S_ISREG(info.st_mode):
+        kind = "a FIFO (named pipe)" if stat.S_ISFIFO(info.st_mode) else "a device or socket"
+        raise RefusedFile(path, info, f"is {kind}, not a regular file")
+    if max_bytes is not None and info.st_size > max_bytes:
+        raise RefusedFile(path, info, f"{info.st_size:,} bytes, over the limit of {max_bytes:,}")
+
+
+def open_regular(path: str | Path, max_bytes: int | None = None) -> BinaryIO:
+    """Open a file for reading, only if it is a regular file (of at most ``max_bytes``): else RefusedFile.
+
+    A FIFO or device (reading one can block forever or never end) is refused from ``os.stat`` without opening
+    it, and again from the opened file: it is opened non-blocking, so a FIFO swapped in meanwhile cannot hang
+    the open. Other OSErrors as ``open``.
+    """
+    path = Path(path)
+    _refuse(path, os.stat(path), max_bytes)
+    handle = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_BINARY", 0))
+    file = os.fdopen(handle, "rb")  # O_NONBLOCK changes nothing for a regular file's reads
+    try:
+        _refuse(path, os.fstat(handle), max_bytes)
+    except BaseException:
+        file.close()
+        raise
+    return file
+
+
+def file_digest(path: str | Path, algorithm: str = "sha1", max_bytes: int | None = None) -> str:
+    """The hex digest of a regular file (see :func:`open_regular`), read in chunks of ``HASH_CHUNK``."""
+    digest = hashlib.new(algorithm)
+    with open_regular(path, max_bytes) as file:
+        for block in iter(lambda: file.read(HASH_CHUNK), b""):
+            digest.update(block)
+    return digest.hexdigest()

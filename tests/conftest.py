@@ -177,7 +177,7 @@ def real_data_root() -> Path:
 
 @pytest.fixture(scope="session")
 def _engine_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """Backbones exported for an inference engine (catdog_lib/engine.py), shared by the session's tests."""
+    """Backbones exported for an inference engine (catdog_lib/model/engine.py), shared by the session's tests."""
     return tmp_path_factory.mktemp("engines")
 
 
@@ -208,7 +208,7 @@ def one_thread() -> Iterator[None]:
 def small_arch(monkeypatch: pytest.MonkeyPatch, one_thread: None) -> str:
     """efficientnet_lite0 at 64 px instead of 224 (12x less compute) for in-process training tests."""
     from catdog_lib import backbones
-    from catdog_lib.transforms import Preprocessing
+    from catdog_lib.data.transforms import Preprocessing
 
     arch = backbones.ARCHS["efficientnet_lite0"]
     small = dataclasses.replace(arch, prep=Preprocessing(64, arch.prep.mean, arch.prep.std))
@@ -219,9 +219,9 @@ def small_arch(monkeypatch: pytest.MonkeyPatch, one_thread: None) -> str:
 def make_checkpoint(path: Path, classes: Sequence[str], image_size: int = 64, recipe: str = "finetune",
                     arch: str = "efficientnet_lite0") -> Path:
     """A loadable catdog checkpoint with random weights (no training), for evaluate/predict tests."""
-    from catdog_lib.backbones import create_model, get_arch
-    from catdog_lib.checkpoint import save_checkpoint
-    from catdog_lib.transforms import Preprocessing
+    from catdog_lib.model.backbones import create_model, get_arch
+    from catdog_lib.model.checkpoint import save_checkpoint
+    from catdog_lib.data.transforms import Preprocessing
 
     prep = get_arch(arch).prep
     model = create_model(arch, len(classes), weights=None)

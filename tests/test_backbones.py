@@ -13,10 +13,10 @@ import timm
 import torch
 from PIL import Image
 
-from catdog_lib.backbones import (ARCHS, _lite_state_dict, create_model, download_state_dict, get_arch,
+from catdog_lib.model.backbones import (ARCHS, _lite_state_dict, create_model, download_state_dict, get_arch,
                                   load_lite_weights)
 from catdog_lib.errors import CatdogError
-from catdog_lib.transforms import eval_transform
+from catdog_lib.data.transforms import eval_transform
 
 IMAGENET_DOMESTIC_CATS = range(281, 286)  # tabby, tiger cat, Persian, Siamese, Egyptian cat
 

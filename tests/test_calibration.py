@@ -14,8 +14,8 @@ from torch import nn
 from catdog_lib import calibration, course
 from catdog_lib.config import data_root
 from catdog_lib.errors import CatdogError
-from catdog_lib.layout import evaluation_folders
-from catdog_lib.runner import NOTEBOOK_DIR
+from catdog_lib.data.layout import evaluation_folders
+from catdog_lib.classroom.runner import NOTEBOOK_DIR
 
 NOTEBOOK = nbformat.read(NOTEBOOK_DIR / "05_evaluate.ipynb", as_version=4)
 CODE = [cell.source for cell in NOTEBOOK.cells if cell.cell_type == "code"]

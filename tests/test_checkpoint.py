@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from catdog_lib.checkpoint import FORMAT, atomic_save, load_checkpoint, save_checkpoint
+from catdog_lib.model.checkpoint import FORMAT, atomic_save, load_checkpoint, save_checkpoint
 from catdog_lib.cli import main
 from catdog_lib.errors import CatdogError
 from conftest import (REPO, assert_clean_error, make_checkpoint, make_image, public_env, run_catdog, run_python,
@@ -126,7 +126,7 @@ def test_process_killed_in_the_middle_of_a_write_never_corrupts_best_pt(tmp_path
 SAVE_MUST_FAIL = r"""
 import resource, signal, sys, torch
 from pathlib import Path
-from catdog_lib.checkpoint import atomic_save
+from catdog_lib.model.checkpoint import atomic_save
 from catdog_lib.errors import CatdogError
 
 path, numel, size_limit = Path(sys.argv[1]), int(sys.argv[2]), sys.argv[3:]

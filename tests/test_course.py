@@ -11,7 +11,7 @@ import pytest
 from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook
 
 from catdog_lib import course, runner
-from catdog_lib.synthetic import make_synthetic_dataset
+from catdog_lib.data.synthetic import make_synthetic_dataset
 
 
 @pytest.fixture

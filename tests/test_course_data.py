@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-import catdog_lib.download as download
+import catdog_lib.data.download as download
 from catdog_lib import course, runner
 from test_course import write_notebook
 from test_download import Server, _petimages_zip, server  # noqa: F401  (server is a fixture)

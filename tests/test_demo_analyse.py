@@ -9,8 +9,8 @@ import pytest
 
 from conftest import make_checkpoint, make_image
 
-from catdog_lib.demo import analyse
-from catdog_lib.evaluation import load_model
+from catdog_lib.infer.demo import analyse
+from catdog_lib.infer.evaluation import load_model
 
 
 @pytest.fixture

@@ -17,16 +17,11 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from catdog_lib.download import (
-    download_dataset,
-    extract_tar,
-    extract_zip,
-    fetch,
-    kaggle_credentials_problem,
-    write_cats_dogs,
-)
+from catdog_lib.data.archives import extract_tar, extract_zip
+from catdog_lib.data.download import download_dataset, kaggle_credentials_problem, write_cats_dogs
+from catdog_lib.data.layout import find_dataset
 from catdog_lib.errors import CatdogError
-from catdog_lib.layout import find_dataset
+from catdog_lib.web import Unreachable, fetch
 
 MAX_REQUESTS = 50
 SOURCE_HINTS = ("CATDOG_DATA_DIR", "--source kaggle", "--source petimages", "--source oxford-pets")
@@ -197,18 +192,25 @@ def test_fetch_is_idempotent(server: Server, tmp_path: Path) -> None:
     assert len(server.requests) == 1
 
 
-def test_fetch_offline_names_every_way_to_get_data(closed_port_url: str, tmp_path: Path) -> None:
+def test_fetch_offline_fails_fast_and_says_so(closed_port_url: str, tmp_path: Path) -> None:
     started = time.monotonic()
-    with pytest.raises(CatdogError) as caught:
+    with pytest.raises(Unreachable, match="looks offline or the server is unreachable") as caught:
         fetch(closed_port_url, tmp_path / "data.zip", progress=False)
     assert time.monotonic() - started < 10
-    for hint in SOURCE_HINTS:
-        assert hint in str(caught.value)
+    assert caught.value.status is None and "Ways to get the photos" not in str(caught.value)  # the caller's to add
 
 
 def test_fetch_http_error_is_reported(server: Server, tmp_path: Path) -> None:
-    with pytest.raises(CatdogError, match="404"):
+    with pytest.raises(Unreachable, match="404") as caught:
         fetch(f"{server.url}/missing.zip", tmp_path / "missing.zip", progress=False)
+    assert caught.value.status == 404
+
+
+def test_a_petimages_http_error_names_every_way_to_get_data(server: Server, tmp_path: Path) -> None:
+    with pytest.raises(CatdogError, match="the server answered 404") as caught:
+        download_dataset("petimages", tmp_path / "pets", url=f"{server.url}/missing.zip", progress=False)
+    for hint in SOURCE_HINTS:
+        assert hint in str(caught.value)
 
 
 # --- safe extraction ------------------------------------------------------------------------------
@@ -423,7 +425,7 @@ def test_unwritable_destination_is_a_catdog_error(server: Server, tmp_path: Path
 
 
 def test_marker_is_written_atomically(server: Server, tmp_path: Path, monkeypatch) -> None:
-    import catdog_lib.download as download
+    import catdog_lib.data.download as download
 
     _petimages_zip(server.root / "pets.zip")
     dest = tmp_path / "pets"
@@ -582,7 +584,7 @@ def test_oxford_pets_real_url_offline(tmp_path: Path) -> None:
 def test_a_published_checksum_is_really_checked(server: Server, tmp_path: Path, monkeypatch) -> None:
     import dataclasses
 
-    import catdog_lib.download as download
+    import catdog_lib.data.download as download
 
     _petimages_zip(server.root / "pets.zip")
     listed = dataclasses.replace(download.SOURCES["petimages"], url=f"{server.url}/pets.zip", sha256="0" * 64)
@@ -606,13 +608,13 @@ def test_a_damaged_photo_in_the_zip_fails_its_crc(server: Server, tmp_path: Path
     assert not (tmp_path / "pets" / "training_set").exists()
 
 
-def test_course_subset_is_the_first_photos_in_natural_order_hard_linked(server: Server, tmp_path: Path) -> None:
-    from catdog_lib.download import course_subset
+def test_write_course_subset_hard_links_the_first_photos_in_natural_order(server: Server, tmp_path: Path) -> None:
+    from catdog_lib.data.download import write_course_subset
 
     _petimages_zip(server.root / "pets.zip")
     full = download_dataset("petimages", tmp_path / "full", url=f"{server.url}/pets.zip", progress=False)
 
-    subset = course_subset(full, tmp_path / "subset", train_per_class=3, test_per_class=1)
+    subset = write_course_subset(full, tmp_path / "subset", train_per_class=3, test_per_class=1)
 
     layout = find_dataset(subset)
     assert _tree(subset / "training_set" / "cats") == {"1.jpg", "2.jpg", "3.jpg"}
@@ -620,13 +622,13 @@ def test_course_subset_is_the_first_photos_in_natural_order_hard_linked(server: 
     assert layout.train().counts() == {"cats": 3, "dogs": 3} and layout.test().counts() == {"cats": 1, "dogs": 1}
     original = full / "training_set" / "cats" / "2.jpg"
     assert (subset / "training_set" / "cats" / "2.jpg").stat().st_ino == original.stat().st_ino
-    again = course_subset(full, tmp_path / "subset", train_per_class=5, test_per_class=2)  # complete: kept
+    again = write_course_subset(full, tmp_path / "subset", train_per_class=5, test_per_class=2)  # complete: kept
     assert again == subset and find_dataset(subset).train().counts() == {"cats": 3, "dogs": 3}
 
 
 def test_get_course_data_downloads_once_into_the_course_folder(server: Server, tmp_path: Path, monkeypatch,
                                                                capsys) -> None:
-    from catdog_lib.download import get_course_data
+    from catdog_lib.data.download import get_course_data
 
     _petimages_zip(server.root / "pets.zip")
     monkeypatch.setenv("CATDOG_HOME", str(tmp_path / "course"))

@@ -13,17 +13,17 @@ import pytest
 import torch
 
 from catdog_lib import engine
-from catdog_lib.backbones import DEFAULT_ARCH, create_model, get_arch
-from catdog_lib.datasets import SkippedFiles, make_loader
-from catdog_lib.engine import MIN_COSINE, backbone_runner, engine_identity, engine_name
+from catdog_lib.model.backbones import DEFAULT_ARCH, create_model, get_arch
+from catdog_lib.data.datasets import SkippedFiles, make_loader
+from catdog_lib.model.engine import MIN_COSINE, backbone_runner, engine_identity, engine_name
 from catdog_lib.errors import CatdogError
-from catdog_lib.evaluation import evaluate, load_model, predict
-from catdog_lib.features import compute_features, eval_views, extract_features, training_views
-from catdog_lib.images import load_rgb
-from catdog_lib.layout import find_dataset, read_class_folders
-from catdog_lib.prefetch import prefetched
-from catdog_lib.training import TrainConfig, train
-from catdog_lib.transforms import eval_transform, train_transform
+from catdog_lib.infer.evaluation import evaluate, load_model, predict
+from catdog_lib.model.features import compute_features, eval_views, extract_features, training_views
+from catdog_lib.data.images import load_rgb
+from catdog_lib.data.layout import find_dataset, read_class_folders
+from catdog_lib.data.prefetch import prefetched
+from catdog_lib.train.training import TrainConfig, train
+from catdog_lib.data.transforms import eval_transform, train_transform
 from conftest import make_dataset
 
 CPU = torch.device("cpu")
@@ -83,7 +83,7 @@ def test_the_export_is_cached_and_reused(tmp_path, monkeypatch):
     def no_export(*args, **kwargs):
         raise AssertionError("exported again")
 
-    monkeypatch.setattr(engine, "export_onnx", no_export)
+    monkeypatch.setattr(engine, "export_backbone_onnx", no_export)
     second = backbone_runner(_lite0(), "lite0:random:seed0", CPU, cache_root=tmp_path)  # same weights
     assert second.identity == first.identity != "torch"
     torch.testing.assert_close(second(images), first(images))
@@ -240,7 +240,7 @@ multiprocessing.set_start_method("spawn")
 started = []
 original = multiprocessing.process.BaseProcess.start
 multiprocessing.process.BaseProcess.start = lambda self: started.append(self) or original(self)
-from catdog_lib.backbones import create_model
+from catdog_lib.model.backbones import create_model
 from catdog_lib import engine
 engine.INT8_MIN_MEDIAN_COSINE = -1.0  # random weights and images: only the imports are under test
 if __name__ == "__main__":

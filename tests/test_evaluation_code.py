@@ -7,7 +7,7 @@ import pytest
 import torch
 from torch import nn
 
-from catdog_lib.evaluation import confusion_precision_recall, evaluation_loop
+from catdog_lib.infer.evaluation import confusion_precision_recall, evaluation_loop
 
 
 def test_confusion_matrix_precision_and_recall_by_hand():
@@ -36,7 +36,7 @@ def test_the_evaluation_loop_runs_in_eval_mode_without_gradients():
 def test_nothing_readable_to_evaluate_is_one_clear_error(recipe, tmp_path, one_thread, monkeypatch):
     """Cached features or whole photos: no readable photo gives the library's one-line error, not a crash."""
     from catdog_lib.errors import CatdogError
-    from catdog_lib.evaluation import evaluate, load_model
+    from catdog_lib.infer.evaluation import evaluate, load_model
     from conftest import make_checkpoint
 
     monkeypatch.setenv("CATDOG_CACHE_DIR", str(tmp_path / "cache"))

@@ -19,10 +19,10 @@ from conftest import (add_bad_files, assert_clean_error, make_checkpoint, make_d
                       run_catdog)
 from trained import real_photos, train_on_real_photos
 
-from catdog_lib.evaluation import load_model
-from catdog_lib.export import FORMAT, load_onnx
-from catdog_lib.images import load_rgb
-from catdog_lib.transforms import eval_transform
+from catdog_lib.infer.evaluation import load_model, load_onnx
+from catdog_lib.model.modelfile import ONNX_FORMAT
+from catdog_lib.data.images import load_rgb
+from catdog_lib.data.transforms import eval_transform
 
 N_PER_CLASS = 8  # real test photos of each class compared between the two runtimes
 
@@ -85,7 +85,7 @@ def test_onnx_file_documents_its_preprocessing(real_export):
     proto = onnx.load(real_export["onnx"])
     meta = {prop.key: prop.value for prop in proto.metadata_props}
     checkpoint = load_model(real_export["checkpoint"], "cpu")
-    assert meta["format"] == FORMAT and meta["arch"] == "efficientnet_lite0"
+    assert meta["format"] == ONNX_FORMAT and meta["arch"] == "efficientnet_lite0"
     assert json.loads(meta["classes"]) == checkpoint.classes == ["cats", "dogs"]
     assert int(meta["image_size"]) == checkpoint.prep.image_size == 224
     assert json.loads(meta["mean"]) == pytest.approx(checkpoint.prep.mean)

@@ -10,14 +10,14 @@ import pytest
 import torch
 from torch import nn
 
-from catdog_lib import finetune
-from catdog_lib.backbones import ARCHS, create_model, pretrained
-from catdog_lib.checkpoint import load_checkpoint
-from catdog_lib.datasets import SkippedFiles
-from catdog_lib.features import eval_views, training_views
-from catdog_lib.split import Split
-from catdog_lib.training import TrainConfig, train, validate
-from catdog_lib.transforms import eval_transform, train_transform
+from catdog_lib import batching, finetune
+from catdog_lib.model.backbones import ARCHS, create_model, pretrained
+from catdog_lib.model.checkpoint import load_checkpoint
+from catdog_lib.data.datasets import SkippedFiles
+from catdog_lib.model.features import eval_views, training_views
+from catdog_lib.data.split import Split
+from catdog_lib.train.training import TrainConfig, train, validate
+from catdog_lib.data.transforms import eval_transform, train_transform
 from conftest import make_dataset
 
 CPU = torch.device("cpu")
@@ -109,8 +109,8 @@ def test_a_run_stopped_inside_the_second_stage_starts_it_again(tmp_path: Path, s
 def test_stage_inputs_reproduce_the_whole_network_on_real_photos(real_data_root: Path, one_thread: None) -> None:
     """The fine-tuned model trained on cached (float16) stage inputs gives the same predictions as the whole
     network run on the photos, as 05 and `catdog evaluate` run it."""
-    from catdog_lib.layout import find_dataset
-    from catdog_lib.split import stratified_split, subset_per_class
+    from catdog_lib.data.layout import find_dataset
+    from catdog_lib.data.split import stratified_split, subset_per_class
 
     split = stratified_split(find_dataset(real_data_root).train(), 0.2, 42)
     split = Split(split.root, split.classes, subset_per_class(split.train, 4), subset_per_class(split.valid, 8),
@@ -119,7 +119,7 @@ def test_stage_inputs_reproduce_the_whole_network_on_real_photos(real_data_root:
     model = create_model(arch, 2).eval()
     prep = ARCHS[arch].prep
     views = training_views(train_transform(prep, 0.3))
-    batches = finetune.stage_inputs(model, arch, f"{arch}:default", split, views, eval_transform(prep), 8, 42, CPU,
+    batches = batching.stage_inputs(model, arch, f"{arch}:default", split, views, eval_transform(prep), 8, 42, CPU,
                                     SkippedFiles(), min_size=prep.image_size, progress=False)
     _, stage = finetune.split_backbone(arch, model.backbone)
     net = finetune.StageNet(stage, model.head).eval()
@@ -136,6 +136,6 @@ def test_stage_inputs_reproduce_the_whole_network_on_real_photos(real_data_root:
 
 
 def _load(path: Path):
-    from catdog_lib.images import load_rgb
+    from catdog_lib.data.images import load_rgb
 
     return load_rgb(path)

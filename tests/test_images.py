@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from catdog_lib.images import BadImageError, image_problem, load_rgb
-from catdog_lib.layout import is_image_file
+from catdog_lib.data.images import BadImageError, image_problem, load_rgb
+from catdog_lib.data.layout import is_image_file
 from conftest import exif_rotated_jpeg, make_image, png_claiming, public_env, run_python, truncated_jpeg
 
 
@@ -177,7 +177,7 @@ def test_unreadable_file_is_a_bad_image(public_tmp: Path) -> None:
     path.chmod(0o000)
 
     result = run_python(
-        "import sys; from catdog_lib.images import image_problem, load_rgb\n"
+        "import sys; from catdog_lib.data.images import image_problem, load_rgb\n"
         "print(image_problem(sys.argv[1]))\n",
         path, unprivileged=True, env=public_env(public_tmp),
     )

@@ -9,13 +9,13 @@ import torch
 from torch import nn
 
 from catdog_lib import devices, engine, features
-from catdog_lib.backbones import DEFAULT_ARCH, create_model, get_arch
-from catdog_lib.datasets import SkippedFiles
-from catdog_lib.engine import INT8, backbone_runner, engine_identity, engine_name
-from catdog_lib.features import calibration_photos, eval_views, extract_features
-from catdog_lib.layout import find_dataset, read_class_folders
-from catdog_lib.split import stratified_split, subset_per_class
-from catdog_lib.transforms import eval_transform
+from catdog_lib.model.backbones import DEFAULT_ARCH, create_model, get_arch
+from catdog_lib.data.datasets import SkippedFiles
+from catdog_lib.model.engine import INT8, backbone_runner, engine_identity, engine_name
+from catdog_lib.model.features import calibration_photos, eval_views, extract_features
+from catdog_lib.data.layout import find_dataset, read_class_folders
+from catdog_lib.data.split import stratified_split, subset_per_class
+from catdog_lib.data.transforms import eval_transform
 from conftest import make_dataset
 
 CPU = torch.device("cpu")

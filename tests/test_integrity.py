@@ -6,7 +6,7 @@ import warnings
 from pathlib import Path
 
 from catdog_lib.cli import main
-from catdog_lib.integrity import check_dataset
+from catdog_lib.data.integrity import check_dataset
 from conftest import (add_bad_files, add_odd_good_files, make_dataset, make_image, public_env, run_catdog)
 
 

@@ -9,11 +9,11 @@ from pathlib import Path
 import pytest
 import torch
 
-from catdog_lib.checkpoint import load_checkpoint
+from catdog_lib.model.checkpoint import load_checkpoint
 from catdog_lib.errors import CatdogError
-from catdog_lib.evaluation import evaluate_folder, load_model
-from catdog_lib.layout import evaluation_folders, find_dataset, match_classes, read_class_folders
-from catdog_lib.training import TrainConfig, train
+from catdog_lib.infer.evaluation import evaluate_folder, load_model
+from catdog_lib.data.layout import evaluation_folders, find_dataset, match_classes, read_class_folders
+from catdog_lib.train.training import TrainConfig, train
 from conftest import assert_clean_error, make_checkpoint, make_dataset, make_image, run_catdog
 
 

@@ -13,9 +13,9 @@ from pathlib import Path
 import pytest
 
 from catdog_lib.errors import CatdogError
-from catdog_lib.layout import find_dataset
-from catdog_lib.split import Split, stratified_split
-from catdog_lib.training import TrainConfig, train
+from catdog_lib.data.layout import find_dataset
+from catdog_lib.data.split import Split, stratified_split
+from catdog_lib.train.training import TrainConfig, train
 from conftest import make_dataset
 from test_notebook_effects import run_notebook
 

@@ -16,10 +16,10 @@ import torch
 from nbclient import NotebookClient
 from nbformat.v4 import new_code_cell
 
-from catdog_lib.checkpoint import load_checkpoint
-from catdog_lib.runner import NOTEBOOK_DIR
+from catdog_lib.model.checkpoint import load_checkpoint
+from catdog_lib.classroom.runner import NOTEBOOK_DIR
 from catdog_lib.errors import CatdogError
-from catdog_lib.training import TrainConfig, train
+from catdog_lib.train.training import TrainConfig, train
 from conftest import make_dataset
 
 SETTINGS_04 = {"EPOCHS": 3, "BATCH_SIZE": 8, "LEARNING_RATE": 0.004, "FLIP_P": 0.6, "ARCH": "efficientnet_lite0"}

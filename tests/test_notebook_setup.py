@@ -17,7 +17,7 @@ shell = InteractiveShell.instance(colors="nocolor")
 shell.run_cell("from catdog_lib import notebook\nnotebook.setup()")
 results = {}
 missing = sys.argv[1]
-for name, code in (("catdog", f"from pathlib import Path\nfrom catdog_lib.layout import find_dataset\nfind_dataset(Path({missing!r}))"),
+for name, code in (("catdog", f"from pathlib import Path\nfrom catdog_lib.data.layout import find_dataset\nfind_dataset(Path({missing!r}))"),
                    ("other", "1 / 0")):
     with capture_output() as captured:
         result = shell.run_cell(code)

@@ -16,7 +16,7 @@ from IPython.core.inputtransformer2 import TransformerManager
 
 from catdog_lib import compare, evaluation, finetune, gradcam, training
 from catdog_lib import notebook as course_notebook
-from catdog_lib.runner import NOTEBOOK_DIR, NOTEBOOKS
+from catdog_lib.classroom.runner import NOTEBOOK_DIR, NOTEBOOKS
 
 
 def read(name: str) -> nbformat.NotebookNode:

@@ -13,7 +13,7 @@ import torch
 
 from catdog_lib import gradcam, own_photo
 from catdog_lib.errors import CatdogError
-from catdog_lib.evaluation import load_model
+from catdog_lib.infer.evaluation import load_model
 from conftest import make_checkpoint, make_image
 
 

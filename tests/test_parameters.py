@@ -14,8 +14,8 @@ import pytest
 
 from catdog_lib import cli, course, parameters, training
 from catdog_lib.errors import CatdogError
-from catdog_lib.runner import NOTEBOOK_DIR, NOTEBOOKS
-from catdog_lib.training import TrainConfig
+from catdog_lib.classroom.runner import NOTEBOOK_DIR, NOTEBOOKS
+from catdog_lib.train.training import TrainConfig
 from conftest import make_dataset, run_catdog, run_python, subprocess_env
 
 

@@ -47,9 +47,9 @@ for blocked in {blocked!r}:
         pass
     else:
         raise SystemExit(f"{{blocked}} was importable: the blocker does not work")
-names = [m.name for m in pkgutil.iter_modules(catdog_lib.__path__)]
+names = [m.name for m in pkgutil.walk_packages(catdog_lib.__path__, "catdog_lib.")]
 for name in names:
-    importlib.import_module(f"catdog_lib.{{name}}")
+    importlib.import_module(name)
 print("imported", len(names), "modules")
 sys.argv = ["catdog", *sys.argv[1:]]
 runpy.run_module("catdog_lib", run_name="__main__")
@@ -74,7 +74,7 @@ def test_library_imports_and_trains_without_posix_only_modules(tmp_path: Path) -
 
     assert result.returncode == 0, result.stderr[-3000:]
     assert "Traceback" not in result.stderr
-    count = sum(1 for path in (REPO / "catdog_lib").glob("*.py") if path.name != "__init__.py")
+    count = sum(1 for path in (REPO / "catdog_lib").rglob("*.py") if path != REPO / "catdog_lib" / "__init__.py")
     assert f"imported {count} modules" in result.stdout
     assert "best valid accuracy" in result.stdout
     assert (tmp_path / "run" / "best.pt").is_file()
@@ -84,7 +84,7 @@ def test_library_imports_and_trains_without_posix_only_modules(tmp_path: Path) -
 CLAIM = """
 import sys
 from catdog_lib.errors import CatdogError
-from catdog_lib.runfolder import claim_run_folder
+from catdog_lib.train.runlock import claim_run_folder
 try:
     lock = claim_run_folder(sys.argv[1], None, resume=False)
 except CatdogError as error:

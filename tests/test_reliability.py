@@ -16,11 +16,11 @@ import pytest
 import torch
 
 from catdog_lib import datasets
-from catdog_lib.checkpoint import load_checkpoint
-from catdog_lib.datasets import SkippedFiles, default_num_workers, iterate_good, make_loader
-from catdog_lib.layout import read_class_folders
-from catdog_lib.training import TrainConfig, train
-from catdog_lib.transforms import Preprocessing, eval_transform
+from catdog_lib.model.checkpoint import load_checkpoint
+from catdog_lib.data.datasets import SkippedFiles, default_num_workers, iterate_good, make_loader
+from catdog_lib.data.layout import read_class_folders
+from catdog_lib.train.training import TrainConfig, train
+from catdog_lib.data.transforms import Preprocessing, eval_transform
 from conftest import (REPO, add_bad_files, add_odd_good_files, catdog_command, make_checkpoint, make_dataset, make_image,
                       make_writable_by_all, public_env, run_python, subprocess_env)
 
@@ -81,8 +81,8 @@ def test_training_on_a_folder_with_bad_files_completes(tmp_path: Path, small_arc
 UNPRIVILEGED_TRAINING = r"""
 import dataclasses, json, sys, traceback
 from catdog_lib import backbones
-from catdog_lib.training import TrainConfig, train
-from catdog_lib.transforms import Preprocessing
+from catdog_lib.train.training import TrainConfig, train
+from catdog_lib.data.transforms import Preprocessing
 
 arch = backbones.ARCHS["efficientnet_lite0"]   # 64 px instead of 224: the same code, a fraction of the work
 backbones.ARCHS["efficientnet_lite0"] = dataclasses.replace(arch, prep=Preprocessing(64, arch.prep.mean, arch.prep.std))
@@ -176,9 +176,9 @@ SPAWN_LOADER = r"""
 import sys
 from pathlib import Path
 from torch.utils.data import DataLoader
-from catdog_lib.datasets import SkippedFiles, collate_skipping_bad, iterate_good, make_loader
-from catdog_lib.layout import read_class_folders
-from catdog_lib.transforms import Preprocessing, eval_transform
+from catdog_lib.data.datasets import SkippedFiles, collate_skipping_bad, iterate_good, make_loader
+from catdog_lib.data.layout import read_class_folders
+from catdog_lib.data.transforms import Preprocessing, eval_transform
 
 # `python -c` has a __main__ without __file__, like a notebook kernel: workers cannot re-import it
 samples = read_class_folders(Path(sys.argv[1])).samples
@@ -237,7 +237,7 @@ def test_bad_file_in_a_batch_never_raises(tmp_path: Path) -> None:
 
 
 def test_bad_file_whose_name_holds_a_colon_keeps_paths_and_labels_aligned(tmp_path: Path) -> None:
-    from catdog_lib.evaluation import evaluate, load_model
+    from catdog_lib.infer.evaluation import evaluate, load_model
 
     root = make_dataset(tmp_path / "data", {"cats": 3, "dogs": 3})
     bad = root / "cats" / "a: b.jpg"

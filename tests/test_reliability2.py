@@ -25,18 +25,18 @@ import torch
 from PIL import Image
 
 from catdog_lib import images
-from catdog_lib.checkpoint import atomic_save
-from catdog_lib.datasets import make_loader
+from catdog_lib.model.checkpoint import atomic_save
+from catdog_lib.data.datasets import make_loader
 from catdog_lib.errors import CatdogError
-from catdog_lib.evaluation import evaluate_folder, load_model
-from catdog_lib.features import FeatureCache
-from catdog_lib.guards import check_finite
-from catdog_lib.images import BadImageError, load_rgb
-from catdog_lib.integrity import check_dataset
-from catdog_lib.layout import canonical_class, evaluation_folders, find_dataset, match_classes, read_class_folders
-from catdog_lib.runfolder import claim_run_folder
-from catdog_lib.split import Split, stratified_split
-from catdog_lib.training import TrainConfig, train
+from catdog_lib.infer.evaluation import evaluate_folder, load_model
+from catdog_lib.model.features import FeatureCache
+from catdog_lib.train.training import check_finite
+from catdog_lib.data.images import BadImageError, load_rgb
+from catdog_lib.data.integrity import check_dataset
+from catdog_lib.data.layout import canonical_class, evaluation_folders, find_dataset, match_classes, read_class_folders
+from catdog_lib.train.runlock import claim_run_folder
+from catdog_lib.data.split import Split, stratified_split
+from catdog_lib.train.training import TrainConfig, train
 from conftest import (REPO, make_checkpoint, make_dataset, make_image, public_env, run_python, subprocess_env,
                       truncated_jpeg)
 
@@ -402,7 +402,7 @@ def test_a_new_run_may_reuse_an_empty_folder_and_a_run_folder_that_failed_early(
 
 HOLD_LOCK = r"""
 import sys
-from catdog_lib.runfolder import claim_run_folder
+from catdog_lib.train.runlock import claim_run_folder
 lock = claim_run_folder(sys.argv[1], None, resume=False)
 print("locked", flush=True)
 sys.stdin.read()   # hold the run folder until the test closes our stdin
@@ -519,7 +519,7 @@ def test_stale_temporary_files_are_cleaned_up(tmp_path: Path) -> None:
 SHARED_CACHE = r"""
 import sys, warnings, torch
 from pathlib import Path
-from catdog_lib.features import FeatureCache
+from catdog_lib.model.features import FeatureCache
 cache = FeatureCache(Path(sys.argv[1]), "lite0:test", "torch:float32")
 print(sorted(cache.load()))
 with warnings.catch_warnings(record=True) as caught:

@@ -27,7 +27,7 @@ import pytest
 from PIL import Image
 
 from catdog_lib.errors import CatdogError
-from catdog_lib.images import BadImageError, load_rgb
+from catdog_lib.data.images import BadImageError, load_rgb
 from conftest import (REPO, assert_clean_error, make_checkpoint, make_dataset, make_image, png_claiming, public_env,
                       run_catdog, subprocess_env)
 
@@ -62,7 +62,7 @@ def progressive_jpeg_claiming(path: Path, width: int, height: int, mode: str = "
     return path
 
 
-LOAD = ("from catdog_lib.images import BadImageError, load_rgb\n"
+LOAD = ("from catdog_lib.data.images import BadImageError, load_rgb\n"
         "try:\n    load_rgb(sys.argv[1], min_size=int(sys.argv[2]) or None)\n"
         "except BadImageError as error:\n    print(error)")
 
@@ -134,7 +134,7 @@ def tampered_checkpoints(folder: Path) -> dict[str, tuple[Path, str]]:
     """Checkpoints each with one field changed: {case: (file, what its error must name)}."""
     import torch
 
-    from catdog_lib.checkpoint import atomic_save
+    from catdog_lib.model.checkpoint import atomic_save
 
     base = torch.load(make_checkpoint(folder / "good.pt", ["cats", "dogs", "birds"]), weights_only=True)
     head = [["Dropout", {"p": 0.2}], ["Linear", {"in_features": 1280, "out_features": 2**40, "bias": True}]]
@@ -287,7 +287,7 @@ def test_export_to_a_name_too_long_for_the_file_system_is_one_line(tmp_path: Pat
     ("C:\\Users\\me\\cat.jpg", "cat.jpg"), ("고" * 100 + ".jpg", "고" * 78 + ".jpg")],
     ids=["dot-dot", "dot", "nul", "climbing", "windows-path", "300-bytes"])
 def test_uploads_with_odd_names_are_kept_under_a_safe_name(tmp_path: Path, name: str, saved_as: str) -> None:
-    from catdog_lib.own_photo import save_upload
+    from catdog_lib.infer.own_photo import save_upload
 
     photo = make_image(tmp_path / "source.jpg", size=(30, 20)).read_bytes()
     saved = save_upload(name, photo, tmp_path / "uploads")
@@ -341,7 +341,7 @@ def jpeg_bytes(color: tuple[int, int, int]) -> bytes:
 @pytest.mark.parametrize("path", ["/endless", "/big"])
 def test_a_url_download_stops_at_a_size_no_photo_needs_and_keeps_nothing(tmp_path: Path, site: str,
                                                                          path: str) -> None:
-    from catdog_lib.own_photo import MAX_PHOTO_BYTES, fetch_photo
+    from catdog_lib.infer.own_photo import MAX_PHOTO_BYTES, fetch_photo
 
     with pytest.raises(CatdogError, match=f"over {MAX_PHOTO_BYTES >> 20} MB, far more than a photo needs") as caught:
         fetch_photo(site + path, tmp_path / "photos")
@@ -349,7 +349,7 @@ def test_a_url_download_stops_at_a_size_no_photo_needs_and_keeps_nothing(tmp_pat
 
 
 def test_a_changed_photo_at_the_same_url_is_fetched_again(tmp_path: Path, site: str) -> None:
-    from catdog_lib.own_photo import fetch_photo
+    from catdog_lib.infer.own_photo import fetch_photo
 
     url = f"{site}/{'고양이' * 30}.jpg"  # a name too long to store as it is
     PhotoSite.photo = jpeg_bytes((250, 0, 0))
@@ -362,7 +362,7 @@ def test_a_changed_photo_at_the_same_url_is_fetched_again(tmp_path: Path, site: 
 
 
 def test_an_ssl_failure_says_ssl_and_only_a_refused_connection_says_offline(tmp_path: Path, site: str) -> None:
-    from catdog_lib.own_photo import fetch_photo
+    from catdog_lib.infer.own_photo import fetch_photo
 
     with pytest.raises(CatdogError) as ssl_failure:  # TLS to a plain HTTP server: a real SSL error
         fetch_photo(site.replace("http:", "https:") + "/cat.jpg", tmp_path)
@@ -378,7 +378,7 @@ def test_an_ssl_failure_says_ssl_and_only_a_refused_connection_says_offline(tmp_
 
 
 def test_a_zip_bomb_is_refused_before_anything_is_written(tmp_path: Path) -> None:
-    from catdog_lib.download import extract_zip
+    from catdog_lib.data.archives import extract_zip
 
     bomb = tmp_path / "photos.zip"
     with zipfile.ZipFile(bomb, "w", zipfile.ZIP_DEFLATED) as archive:
@@ -391,18 +391,18 @@ def test_a_zip_bomb_is_refused_before_anything_is_written(tmp_path: Path) -> Non
 
 
 def test_a_zip_unpacking_to_more_than_the_limit_is_refused(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from catdog_lib import download
+    from catdog_lib import archives
 
     archive = tmp_path / "photos.zip"
     with zipfile.ZipFile(archive, "w") as bundle:
         for i in range(3):
             bundle.writestr(f"cats/cat.{i}.jpg", os.urandom(400_000))
-    monkeypatch.setattr(download, "MAX_EXTRACTED_BYTES", 1 << 20)
+    monkeypatch.setattr(archives, "MAX_EXTRACTED_BYTES", 1 << 20)
     with pytest.raises(CatdogError, match="unpacks to 1,200,000 bytes in all, over the"):
-        download.extract_zip(archive, tmp_path / "out")
+        archives.extract_zip(archive, tmp_path / "out")
     assert not (tmp_path / "out").exists()
-    monkeypatch.setattr(download, "MAX_EXTRACTED_BYTES", 2 << 20)
-    assert len(list((download.extract_zip(archive, tmp_path / "out") / "cats").iterdir())) == 3
+    monkeypatch.setattr(archives, "MAX_EXTRACTED_BYTES", 2 << 20)
+    assert len(list((archives.extract_zip(archive, tmp_path / "out") / "cats").iterdir())) == 3
 
 
 # --- 5. a course folder that cannot be written -------------------------------------------------------------
@@ -420,8 +420,8 @@ def test_course_with_an_unwritable_course_folder_is_one_line(public_tmp: Path) -
 
 
 def test_student_copy_into_a_read_only_folder_holding_the_same_copy_succeeds(public_tmp: Path) -> None:
-    from catdog_lib.runner import NOTEBOOK_DIR, NOTEBOOKS
-    from catdog_lib.student import write_student_copy
+    from catdog_lib.classroom.runner import NOTEBOOK_DIR, NOTEBOOKS
+    from catdog_lib.classroom.student import write_student_copy
 
     out = public_tmp / "student"
     assert len(write_student_copy([NOTEBOOK_DIR / name for name in NOTEBOOKS], out)) == 6
@@ -439,7 +439,7 @@ def test_student_copy_into_a_read_only_folder_holding_the_same_copy_succeeds(pub
 def test_an_unwritable_feature_cache_is_warned_about_once(tmp_path: Path) -> None:
     import torch
 
-    from catdog_lib.features import FeatureCache
+    from catdog_lib.model.features import FeatureCache
 
     (tmp_path / "file").write_text("a file where the cache folder would be")  # unwritable even for root
     cache = FeatureCache(tmp_path / "file" / "cache", "backbone", "pytorch:fp32")
@@ -458,7 +458,7 @@ from IPython.utils.capture import capture_output
 shell = InteractiveShell.instance(colors="nocolor")
 shell.run_cell("from catdog_lib import notebook\nnotebook.setup()")
 with capture_output() as captured:
-    shell.run_cell(f"from catdog_lib.download import fetch\nfetch({sys.argv[1]!r}, {sys.argv[2]!r}, progress=False)")
+    shell.run_cell(f"from catdog_lib.web import fetch\nfetch({sys.argv[1]!r}, {sys.argv[2]!r}, progress=False)")
 print(captured.stdout + captured.stderr)
 """
 
@@ -476,7 +476,7 @@ def test_a_notebook_is_told_to_run_the_cell_again_not_a_command(tmp_path: Path, 
 
 
 def test_the_demo_says_who_can_reach_it_and_which_url_to_open() -> None:
-    from catdog_lib.demo import addresses
+    from catdog_lib.infer.demo import addresses
 
     assert addresses("127.0.0.1", 7860) == (["http://127.0.0.1:7860"], None)
     urls, warning = addresses("0.0.0.0", 8000)

@@ -29,7 +29,7 @@ import torch
 
 from catdog_lib import engine
 from catdog_lib.files import atomic_write_bytes, atomic_write_text
-from catdog_lib.features import FeatureCache
+from catdog_lib.model.features import FeatureCache
 from conftest import REPO, make_checkpoint, make_dataset, subprocess_env
 
 GIB = 1 << 30
@@ -87,10 +87,10 @@ def high_water() -> str:
 
 DIGESTS = f"""
 from pathlib import Path
-from catdog_lib.features import file_digest
+from catdog_lib.model.features import cache_digest
 print("imported", {high_water()})
 for name in sys.argv[1:]:
-    print(name, repr(file_digest(Path(name))))
+    print(name, repr(cache_digest(Path(name))))
 """
 
 
@@ -107,7 +107,7 @@ def test_hashing_a_fifo_a_device_or_a_3_gb_file_reads_none_of_them(tmp_path: Pat
 
 
 LOAD = """
-from catdog_lib.images import BadImageError, load_rgb
+from catdog_lib.data.images import BadImageError, load_rgb
 try:
     load_rgb(sys.argv[1], min_size=224)
 except BadImageError as error:
@@ -188,8 +188,8 @@ def test_pngs_over_the_pixel_budget_are_refused_before_decoding(pixel_bombs: lis
 
 PREDICT_AND_DEMO = """
 from catdog_lib.cli import main
-from catdog_lib.demo import analyse
-from catdog_lib.evaluation import load_model
+from catdog_lib.infer.demo import analyse
+from catdog_lib.infer.evaluation import load_model
 checkpoint, *bombs = sys.argv[1:]
 try:
     print("exit", main(["predict", "--checkpoint", checkpoint, *bombs]))
@@ -300,7 +300,7 @@ def test_a_fifo_in_the_feature_cache_does_not_hang_loading(tmp_path: Path) -> No
 
 
 def _lite0() -> torch.nn.Module:
-    from catdog_lib.backbones import create_model
+    from catdog_lib.model.backbones import create_model
 
     torch.manual_seed(0)
     return create_model("efficientnet_lite0", 2, weights=None).backbone.eval()
@@ -315,7 +315,7 @@ def onnx_engine(monkeypatch: pytest.MonkeyPatch, one_thread: None) -> engine.Eng
     return engine.ENGINES["onnxruntime"]
 
 
-def _matches_pytorch(runner: engine.Runner, backbone: torch.nn.Module) -> float:
+def _matches_pytorch(runner: engine.BackboneRunner, backbone: torch.nn.Module) -> float:
     images = torch.randn(2, 3, 64, 64, generator=torch.Generator().manual_seed(1))
     with torch.inference_mode():
         expected = backbone.float()(images)
@@ -324,7 +324,7 @@ def _matches_pytorch(runner: engine.Runner, backbone: torch.nn.Module) -> float:
 
 def _count_exports(monkeypatch: pytest.MonkeyPatch, fail_under: Path | None = None) -> list[Path]:
     """Record every ONNX export; with ``fail_under``, exports there fail as on a full disk."""
-    calls, export = [], engine.export_onnx
+    calls, export = [], engine.export_backbone_onnx
 
     def counted(backbone: torch.nn.Module, example: torch.Tensor, path: Path) -> None:
         calls.append(path)
@@ -332,7 +332,7 @@ def _count_exports(monkeypatch: pytest.MonkeyPatch, fail_under: Path | None = No
             raise OSError(errno.ENOSPC, "No space left on device")
         export(backbone, example, path)
 
-    monkeypatch.setattr(engine, "export_onnx", counted)
+    monkeypatch.setattr(engine, "export_backbone_onnx", counted)
     return calls
 
 
@@ -359,7 +359,7 @@ def test_a_cached_export_with_flipped_bits_is_detected_and_made_again(tmp_path, 
 def _planted_export(folder: Path, module: torch.nn.Module, identity: str = "onnxruntime:fp32") -> None:
     """A classmate's export of ``module`` and a check that says it passed, owned by them."""
     folder.mkdir(parents=True)
-    engine.export_onnx(module, torch.randn(2, 3, 64, 64), folder / "backbone.onnx")
+    engine.export_backbone_onnx(module, torch.randn(2, 3, 64, 64), folder / "backbone.onnx")
     files = {"backbone.onnx": hashlib.sha256((folder / "backbone.onnx").read_bytes()).hexdigest()}
     (folder / "check.json").write_text(json.dumps({"identity": identity, "passed": True, "why": "", "files": files}))
     for path in (folder, folder / "backbone.onnx", folder / "check.json"):

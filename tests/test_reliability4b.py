@@ -20,9 +20,9 @@ from pathlib import Path
 import nbformat
 import pytest
 
-from catdog_lib import download, files, own_photo, runner, synthetic
+from catdog_lib import files, own_photo, runner, synthetic, web
 from catdog_lib.errors import CatdogError
-from catdog_lib.runfolder import COURSE_LOCK, LOCK, MARKER, claim_run_folder, hold_course
+from catdog_lib.train.runlock import COURSE_LOCK, LOCK, MARKER, claim_run_folder, hold_course
 from conftest import (REPO, assert_clean_error, catdog_command, free_port, make_checkpoint, make_dataset,
                       subprocess_env)
 from test_download import Server, server  # noqa: F401  (the local HTTP server fixture)
@@ -47,8 +47,8 @@ def jpeg_bytes() -> bytes:
 
 def _download_part(folder: Path, server: Server) -> tuple[list[Path], Callable[[], object]]:
     (server.root / "data.bin").write_bytes(b"served bytes" * 1000)
-    return [folder / "data.bin.part"], lambda: download.fetch(f"{server.url}/data.bin", folder / "data.bin",
-                                                              progress=False)
+    return [folder / "data.bin.part"], lambda: web.fetch(f"{server.url}/data.bin", folder / "data.bin",
+                                                         progress=False)
 
 
 def _run_folder(folder: Path, server: Server) -> tuple[list[Path], Callable[[], object]]:
@@ -146,7 +146,7 @@ def test_another_users_partial_download_is_never_appended_to(tmp_path: Path, ser
     assert part.read_bytes() == b"someone else's bytes"
     # fetch does not resume from it (no Range asked for): the whole file is downloaded into a new file of ours
     (server.root / "data.bin").write_bytes(b"served bytes" * 100)
-    assert download.fetch(f"{server.url}/data.bin", tmp_path / "data.bin", progress=False).read_bytes() == \
+    assert web.fetch(f"{server.url}/data.bin", tmp_path / "data.bin", progress=False).read_bytes() == \
         b"served bytes" * 100
     assert server.requests == [("/data.bin", None)]
 
@@ -266,7 +266,7 @@ def test_the_real_demo_stopped_by_a_signal_removes_its_uploads(stop: str, tmp_pa
 HOLD_COURSE = r"""
 import sys, time
 from pathlib import Path
-from catdog_lib.runfolder import hold_course
+from catdog_lib.train.runlock import hold_course
 with hold_course(Path(sys.argv[1])):
     print("running", flush=True)
     time.sleep(120)

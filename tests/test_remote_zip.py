@@ -1,10 +1,11 @@
-"""The course-sized download (catdog_lib/remote_zip.py) against two loopback servers: one that answers range
+"""The course-sized download (catdog_lib/data/remote_zip.py) against two loopback servers: one that answers range
 requests and one that ignores them (the whole zip is then downloaded). Both give the same photos."""
 
 from __future__ import annotations
 
 import io
 import re
+import socket
 import threading
 import zipfile
 from collections.abc import Iterator
@@ -16,8 +17,8 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from catdog_lib import download
-from catdog_lib.download import get_course_data
+from catdog_lib import petimages
+from catdog_lib.data.download import get_course_data
 from catdog_lib.errors import CatdogError
 
 
@@ -107,8 +108,8 @@ def _photos(root: Path) -> set[str]:
 
 @pytest.fixture
 def course_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    monkeypatch.setattr(download, "COURSE_TRAIN_PER_CLASS", 5)
-    monkeypatch.setattr(download, "COURSE_TEST_PER_CLASS", 2)
+    monkeypatch.setattr(petimages, "COURSE_TRAIN_PER_CLASS", 5)
+    monkeypatch.setattr(petimages, "COURSE_TEST_PER_CLASS", 2)
     monkeypatch.setenv("CATDOG_HOME", str(tmp_path / "course"))
     monkeypatch.delenv("CATDOG_DATA_DIR", raising=False)
     return tmp_path / "course"
@@ -152,3 +153,14 @@ def test_a_member_damaged_in_transfer_fails_its_crc(course_home: Path) -> None:
     assert "PetImages/Cat/4.jpg arrived damaged" in message and "CRC-32" in message and "\n" not in message
     root = course_home / "data" / "cat-and-dog"
     assert not root.exists() or not _photos(root)   # nothing half-done is left as the course's data
+
+
+def test_a_server_that_cannot_be_reached_names_every_way_to_get_the_photos(course_home: Path) -> None:
+    with socket.socket() as unused:
+        unused.bind(("127.0.0.1", 0))
+        port = unused.getsockname()[1]
+    with pytest.raises(CatdogError) as raised:
+        get_course_data(url=f"http://127.0.0.1:{port}/pets.zip", progress=False)
+    message = str(raised.value)
+    assert "looks offline or the server is unreachable" in message
+    assert "--source kaggle" in message and "CATDOG_DATA_DIR" in message  # download's list, added by download

@@ -63,7 +63,7 @@ def test_make_repository_leaves_no_old_url_in_a_copy_of_the_checkout(tmp_path: P
     assert not left
     texts = _mentions(copy)
     assert f'Homepage = "{new}"' in texts[copy / "pyproject.toml"]
-    assert f'REPOSITORY = "{new}"' in texts[copy / "catdog_lib" / "notebook.py"]
+    assert f'REPOSITORY = "{new}"' in texts[copy / "catdog_lib" / "classroom" / "notebook.py"]
     for name in ("01_download_data.ipynb", "06_save_and_load.ipynb"):
         text = texts[copy / "notebooks" / name]
         assert f"github/a-teacher/cats-class/blob/{notebook.RELEASE}/notebooks/{name}" in text

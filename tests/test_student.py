@@ -11,9 +11,9 @@ import nbformat
 import pytest
 from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook, new_output
 
-from catdog_lib.notebook import REPOSITORY, badge, install_cell
-from catdog_lib.runner import NOTEBOOK_DIR, NOTEBOOKS
-from catdog_lib.student import ANSWER_PLACEHOLDER, PLACEHOLDER, is_solution, student_notebook
+from catdog_lib.classroom.notebook import REPOSITORY, badge, install_cell
+from catdog_lib.classroom.runner import NOTEBOOK_DIR, NOTEBOOKS
+from catdog_lib.classroom.student import ANSWER_PLACEHOLDER, PLACEHOLDER, is_solution, student_notebook
 from conftest import assert_clean_error, run_catdog
 
 

@@ -9,11 +9,11 @@ import pytest
 import torch
 
 from catdog_lib import backbones, devices, gradcam
-from catdog_lib.evaluation import load_model
-from catdog_lib.integrity import check_dataset
-from catdog_lib.layout import find_dataset
-from catdog_lib.synthetic import MARKER, make_synthetic_dataset
-from catdog_lib.training import TrainConfig, train
+from catdog_lib.infer.evaluation import load_model
+from catdog_lib.data.integrity import check_dataset
+from catdog_lib.data.layout import find_dataset
+from catdog_lib.data.synthetic import MARKER, make_synthetic_dataset
+from catdog_lib.train.training import TrainConfig, train
 
 
 def test_layout_marker_and_counts(tmp_path):

@@ -7,16 +7,17 @@ import pytest
 import torch
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-from catdog_lib.backbones import create_model, get_arch
-from catdog_lib.checkpoint import load_checkpoint
-from catdog_lib.datasets import SkippedFiles
+from catdog_lib.model.backbones import create_model, get_arch
+from catdog_lib.model.checkpoint import load_checkpoint
+from catdog_lib.data.datasets import SkippedFiles
 from catdog_lib.errors import CatdogError
-from catdog_lib.evaluation import evaluate, load_model
-from catdog_lib.features import eval_views, extract_features, training_views
-from catdog_lib.layout import find_dataset, read_class_folders
-from catdog_lib.split import Split, stratified_split, subset_per_class
-from catdog_lib.transforms import eval_transform, train_transform
-from catdog_lib.training import EarlyStopping, FeatureBatches, ImageBatches, TrainConfig, train, train_epoch
+from catdog_lib.infer.evaluation import evaluate, load_model
+from catdog_lib.model.features import eval_views, extract_features, training_views
+from catdog_lib.data.layout import find_dataset, read_class_folders
+from catdog_lib.data.split import Split, stratified_split, subset_per_class
+from catdog_lib.data.transforms import eval_transform, train_transform
+from catdog_lib.train.batching import FeatureBatches, ImageBatches
+from catdog_lib.train.training import EarlyStopping, TrainConfig, train, train_epoch
 from catdog_lib.config import cache_dir
 from conftest import make_dataset
 
@@ -228,7 +229,7 @@ def test_library_default_learning_rate_depends_on_the_recipe(tmp_path):
 def test_an_early_stop_leaves_a_full_green_epoch_bar():
     from tqdm.notebook import tqdm as notebook_tqdm
 
-    from catdog_lib.training import finish_bar
+    from catdog_lib.train.training import finish_bar
 
     stopped, unfinished = (notebook_tqdm(total=40, display=False) for _ in range(2))
     for bar in (stopped, unfinished):

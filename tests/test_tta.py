@@ -11,7 +11,7 @@ import torch
 from PIL import Image
 
 from catdog_lib import devices
-from catdog_lib.evaluation import evaluate, load_model, mean_log_probabilities, predict
+from catdog_lib.infer.evaluation import evaluate, load_model, mean_log_probabilities, predict
 from conftest import make_checkpoint, run_catdog, subprocess_env
 
 SIZE = 64  # the checkpoints' input size: the test photos are already that size, so Resize leaves them alone

@@ -7,11 +7,11 @@ import torch
 from PIL import Image
 from torchvision import transforms as T
 
-from catdog_lib.backbones import create_model
-from catdog_lib.datasets import SkippedFiles
-from catdog_lib.features import RANDOM_VIEWS, eval_views, extract_features, training_views
-from catdog_lib.layout import read_class_folders
-from catdog_lib.transforms import Preprocessing, eval_transform, train_transform
+from catdog_lib.model.backbones import create_model
+from catdog_lib.data.datasets import SkippedFiles
+from catdog_lib.model.features import RANDOM_VIEWS, eval_views, extract_features, training_views
+from catdog_lib.data.layout import read_class_folders
+from catdog_lib.data.transforms import Preprocessing, eval_transform, train_transform
 from conftest import make_dataset, make_image
 
 PREP = Preprocessing(32)

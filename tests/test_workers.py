@@ -10,8 +10,8 @@ from pathlib import Path
 from conftest import REPO, make_dataset, subprocess_env
 
 from catdog_lib import datasets
-from catdog_lib.layout import read_class_folders
-from catdog_lib.transforms import Preprocessing, eval_transform
+from catdog_lib.data.layout import read_class_folders
+from catdog_lib.data.transforms import Preprocessing, eval_transform
 
 EXPECTED = "forkserver" if sys.platform.startswith("linux") else "spawn"
 

@@ -6,7 +6,7 @@ from pathlib import Path
 
 from conftest import run_catdog, subprocess_env
 
-from catdog_lib.layout import natural_key
+from catdog_lib.data.layout import natural_key
 
 
 def real_photos(root: Path, split: str, name: str, count: int) -> list[Path]:

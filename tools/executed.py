@@ -154,7 +154,7 @@ def main(names: list[str]) -> int:
     import torch
 
     from catdog_lib import devices, runner
-    from catdog_lib.course import course_data_root
+    from catdog_lib.classroom.course import course_data_root
 
     root, synthetic = course_data_root()
     if synthetic:

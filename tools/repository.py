@@ -1,6 +1,6 @@
 """`make repository URL=https://github.com/OWNER/NAME`: name the course's repository in one place.
 
-Sets ``REPOSITORY`` in catdog_lib/notebook.py and rewrites every copy of the old URL in the checkout: the
+Sets ``REPOSITORY`` in catdog_lib/classroom/notebook.py and rewrites every copy of the old URL in the checkout: the
 README, pyproject's URLs and each notebook's Colab badge and install cell, in notebooks/ and in the executed
 edition (docs/executed/); they are regenerated, so they also pin the release tag of the package's version,
 ``v{version}``. Without URL it only regenerates the badges and install cells (after a version bump).
@@ -48,7 +48,7 @@ def main(argv: list[str] | None = None) -> int:
     import nbformat
     from catdog_lib import notebook
 
-    old = SETTING.search((root / "catdog_lib" / "notebook.py").read_text()).group(1)
+    old = SETTING.search((root / "catdog_lib" / "classroom" / "notebook.py").read_text()).group(1)
     new = new or old
     changed = []
     for path in text_files(root):

@@ -110,7 +110,7 @@ def test_a_file_that_is_not_an_image_gets_a_clear_message(demo_url, browser, tmp
 
 
 def test_a_port_in_use_is_one_clear_error(tmp_path):
-    from catdog_lib.demo import serve
+    from catdog_lib.infer.demo import serve
     from catdog_lib.errors import CatdogError
 
     from conftest import make_checkpoint
