@@ -2,7 +2,8 @@
 #   make run   - the whole course, end to end (CATDOG_FAST=1 for the quick version)
 #   make test  - the test suite (notebooks included)
 #   make test-browser - every notebook run through JupyterLab's UI in headless Chromium
-#   make student - the student copy: notebooks without solutions or outputs, in student/
+#   make student - the student copy: notebooks without solutions or outputs, in student/ (Korean: student/ko/)
+#   make korean  - the Korean edition notebooks/ko/ from the English notebooks and notebooks/ko/translations/
 #   make executed - the teacher's executed edition: the six notebooks run in full mode, with outputs, in docs/executed/
 #   make repository URL=https://github.com/OWNER/NAME - the one place the repository is named
 PYTHON ?= $(shell command -v python3.11 || command -v python3)
@@ -18,7 +19,7 @@ export CATDOG_DATA_DIR ?= $(if $(wildcard $(SHARED_DATA)/training_set),$(SHARED_
 EXTRAS := jupyter,kaggle,dev,browser,engine,lite1
 LAB_SETTINGS := $(VENV)/share/jupyter/lab/settings
 
-.PHONY: run test test-browser bench install notebook-outputs student repository executed
+.PHONY: run test test-browser bench install notebook-outputs student repository executed korean
 
 install: $(STAMP)
 
@@ -38,6 +39,12 @@ test: $(STAMP)
 
 student: $(STAMP)
 	$(BIN)/catdog course --student student
+	$(BIN)/catdog course --student student/ko --lang ko --student-folder student/ko
+
+# The Korean edition (한국어판): regenerate notebooks/ko/ after editing an English notebook or a translation, and
+# list the markdown cells still to translate (tests/test_korean.py fails while any is missing or stale).
+korean: $(STAMP)
+	$(BIN)/python tools/korean.py
 
 # Name the course's repository once: `make repository URL=https://github.com/OWNER/NAME` rewrites the badges,
 # install cells, README and pyproject (tools/repository.py); the installs pin the tag v<package version>.

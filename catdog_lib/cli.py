@@ -172,18 +172,20 @@ def _cmd_data_download(args: argparse.Namespace) -> int:
 
 
 def _cmd_course(args: argparse.Namespace) -> int:
-    from .classroom.runner import NOTEBOOK_DIR, NOTEBOOKS, run_course
+    from .classroom.runner import NOTEBOOKS, run_course
+    from .config import notebook_dir
 
+    notebooks = [notebook_dir(args.lang) / name for name in NOTEBOOKS]
     if args.student is not None:
         from .classroom.student import write_student_copy
 
         if args.fast or args.out:
             raise CatdogError("--student writes the student copy and runs nothing; drop --fast/--out.")
-        written = write_student_copy([NOTEBOOK_DIR / name for name in NOTEBOOKS], args.student,
-                                     args.student_repository, args.student_folder)
+        written = write_student_copy(notebooks, args.student, args.student_repository, args.student_folder, args.lang)
         print(f"student copy: {len(written)} notebooks without solutions or outputs in {args.student}")
         return 0
-    return run_course(fast=args.fast, out=args.out, fetch_data=not args.offline, all_photos=args.all_photos)
+    return run_course(fast=args.fast, out=args.out, notebooks=notebooks, fetch_data=not args.offline,
+                      all_photos=args.all_photos)
 
 
 # What `--help` shows; kept here, not imported, so that `--help` needs no torch (tests/test_cli.py checks
@@ -191,6 +193,7 @@ def _cmd_course(args: argparse.Namespace) -> int:
 ARCH_NAMES = ("efficientnet_lite0", "efficientnet_lite1", "efficientnet_lite2", "mobilenet_v3_large", "resnet50",
               "vgg16_bn")
 RECIPE_NAMES = ("features", "finetune", "whole")
+LANGUAGE_NAMES = ("en", "ko")  # config.LANGUAGES
 TRAIN_DEFAULTS = {"arch": "efficientnet_lite2", "recipe": "features", "epochs": 40, "finetune_epochs": 8,
                   "batch_size": 32, "seed": 42, "lr": {"features": 1e-3, "finetune": 1e-3, "whole": 1e-4}}
 
@@ -217,8 +220,8 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--out", help="run folder to create (new or empty)")
     train.add_argument("--arch", choices=ARCH_NAMES, help=f"backbone (default {defaults['arch']})")
     train.add_argument("--recipe", choices=RECIPE_NAMES,
-                       help=f"features: a new head on the frozen backbone (default); finetune: then its last "
-                            f"stage too, on cached stage inputs, kept only if no worse; whole: every layer on photos")
+                       help="features: a new head on the frozen backbone (default); finetune: then its last "
+                            "stage too, on cached stage inputs, kept only if no worse; whole: every layer on photos")
     train.add_argument("--epochs", type=_positive(int),
                        help=f"most epochs, early stopping may end sooner (default {defaults['epochs']}); with "
                             f"--recipe finetune, of its first stage (the head), then up to --finetune-epochs more")
@@ -301,6 +304,9 @@ def build_parser() -> argparse.ArgumentParser:
                              "not the course-sized subset")
     course.add_argument("--offline", action="store_true",
                         help="never download photos; without any, run on synthetic data")
+    course.add_argument("--lang", choices=LANGUAGE_NAMES, default="en",
+                        help="the notebooks' language: en (notebooks/), or ko for the Korean edition (notebooks/ko/, "
+                             "the same code); messages stay English")
     course.add_argument("--student", type=Path, nargs="?", const=Path("student"), metavar="OUT",
                         help="write the notebooks without solutions or outputs to OUT (default student/); run nothing")
     course.add_argument("--student-repository", default=REPOSITORY, metavar="URL",

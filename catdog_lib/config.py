@@ -1,7 +1,7 @@
 """Where things live: the data root, caches, run folders, and the course's fast mode.
 
 Everything the course writes goes under the *course folder*: ``$CATDOG_HOME`` when set, else the
-working folder (its parent when that is a checkout's ``notebooks/`` folder, so a notebook opened
+working folder (its parent when that is a checkout's ``notebooks/`` folder, ``notebooks/ko/``'s grandparent, so a notebook opened
 in JupyterLab and ``make run`` share one ``data/`` and ``runs/``). Nothing is written inside the
 installed package.
 """
@@ -27,6 +27,8 @@ NOTEBOOK_NAMES = (
     "05_evaluate.ipynb",
     "06_save_and_load.ipynb",
 )
+# The course's editions: the English notebooks, and the Korean ones (한국어판) generated from them in notebooks/ko/.
+LANGUAGES = {"en": "", "ko": "ko"}
 
 
 def _from_env(name: str) -> Path | None:
@@ -40,6 +42,8 @@ def home() -> Path:
     if chosen:
         return chosen
     here = Path.cwd()
+    if here.name == "ko" and here.parent.name == "notebooks" and (here / NOTEBOOK_NAMES[0]).is_file():
+        return here.parent.parent  # the Korean edition's folder shares the course folder with the English one
     if here.name == "notebooks" and (here / NOTEBOOK_NAMES[0]).is_file():
         return here.parent
     return here
@@ -67,10 +71,11 @@ def runs_dir() -> Path:
     return _from_env(RUNS_ENV) or home() / "runs"
 
 
-def notebook_dir() -> Path:
-    """The course notebooks: a checkout's `notebooks/`, else the copies installed with the package."""
+def notebook_dir(lang: str = "en") -> Path:
+    """The course notebooks in ``lang`` (a key of LANGUAGES): a checkout's `notebooks/` (`notebooks/ko/`), else the
+    copies installed with the package."""
     checkout = REPO_ROOT / "notebooks"
-    return checkout if (checkout / NOTEBOOK_NAMES[0]).is_file() else PACKAGE_DIR / "notebooks"
+    return (checkout if (checkout / NOTEBOOK_NAMES[0]).is_file() else PACKAGE_DIR / "notebooks") / LANGUAGES[lang]
 
 
 def fast_mode() -> bool:

@@ -140,9 +140,10 @@ def test_every_help_has_a_description_and_an_example(command):
 
 
 def test_help_defaults_are_the_librarys():
-    from catdog_lib import backbones, cli, training
+    from catdog_lib import backbones, cli, config, training
 
     defaults = training.TrainConfig(data="", out="")
+    assert cli.LANGUAGE_NAMES == tuple(config.LANGUAGES)
     assert cli.ARCH_NAMES == tuple(sorted(backbones.ARCHS)) and cli.TRAIN_DEFAULTS["arch"] == backbones.DEFAULT_ARCH
     assert cli.RECIPE_NAMES == training.RECIPES and cli.TRAIN_DEFAULTS["lr"] == training.DEFAULT_LR
     for name in ("recipe", "epochs", "finetune_epochs", "batch_size", "seed"):

@@ -8,10 +8,10 @@ import re
 import shutil
 import subprocess
 import sys
-import tomllib
 from pathlib import Path
 
 import nbformat
+import tomllib
 
 from catdog_lib import notebook
 from conftest import REPO
@@ -27,7 +27,8 @@ spec.loader.exec_module(tool)
 
 
 def _mentions(root: Path) -> dict[Path, str]:
-    files = [*tool.text_files(root), *sorted((root / "notebooks").glob("*.ipynb"))]
+    files = [*tool.text_files(root), *sorted((root / "notebooks").glob("*.ipynb")),
+             *sorted((root / "notebooks" / "ko").glob("*.ipynb"))]
     return {path: path.read_text(encoding="utf-8") for path in files}
 
 
@@ -68,6 +69,9 @@ def test_make_repository_leaves_no_old_url_in_a_copy_of_the_checkout(tmp_path: P
         text = texts[copy / "notebooks" / name]
         assert f"github/a-teacher/cats-class/blob/{notebook.RELEASE}/notebooks/{name}" in text
         assert f"git+{new}@{notebook.RELEASE}" in text
+        korean = texts[copy / "notebooks" / "ko" / name]  # the Korean edition opens itself in its own folder
+        assert f"github/a-teacher/cats-class/blob/{notebook.RELEASE}/notebooks/ko/{name}" in korean
+        assert f"git+{new}@{notebook.RELEASE}" in korean
 
 
 def test_make_repository_refuses_what_is_not_a_github_url(tmp_path: Path) -> None:

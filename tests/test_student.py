@@ -5,15 +5,13 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-from pathlib import Path
 
 import nbformat
-import pytest
 from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook, new_output
 
 from catdog_lib.classroom.notebook import REPOSITORY, badge, install_cell
 from catdog_lib.classroom.runner import NOTEBOOK_DIR, NOTEBOOKS
-from catdog_lib.classroom.student import ANSWER_PLACEHOLDER, PLACEHOLDER, is_solution, student_notebook
+from catdog_lib.classroom.student import ANSWER_PLACEHOLDERS, PLACEHOLDER, is_solution, student_notebook
 from conftest import assert_clean_error, run_catdog
 
 
@@ -67,7 +65,7 @@ def test_catdog_course_student_writes_the_copy_and_never_overwrites_a_students_w
                 assert after.source.startswith("# Exercise ") and after.source.endswith(PLACEHOLDER)
                 assert compile(after.source, name, "exec").co_names == ()  # defines and runs nothing
             else:
-                assert after.source == before.source.splitlines()[0] + "\n\n" + ANSWER_PLACEHOLDER
+                assert after.source == before.source.splitlines()[0] + "\n\n" + ANSWER_PLACEHOLDERS["en"]
 
     assert run_catdog("course", "--student", out).returncode == 0  # the same copy again: nothing to do
     work = out / NOTEBOOKS[0]

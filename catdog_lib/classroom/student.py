@@ -25,7 +25,7 @@ from .notebook import REPOSITORY, set_links
 SOLUTION_TAG = "solution"
 EXERCISE_TAG = "exercise"  # what a placeholder cell is tagged instead
 PLACEHOLDER = "# YOUR CODE HERE"
-ANSWER_PLACEHOLDER = "*Your answers here.*"
+ANSWER_PLACEHOLDERS = {"en": "*Your answers here.*", "ko": "*여기에 답을 적으세요.*"}  # by config.LANGUAGES
 STUDENT_FOLDER = "student"  # where the student copy is published in the repository (`make student` writes it)
 
 
@@ -33,26 +33,26 @@ def is_solution(cell: nbformat.NotebookNode) -> bool:
     return SOLUTION_TAG in cell.metadata.get("tags", [])
 
 
-def placeholder_source(cell: nbformat.NotebookNode) -> str:
+def placeholder_source(cell: nbformat.NotebookNode, lang: str = "en") -> str:
     """Code: the leading comment lines (the exercise it answers) and ``# YOUR CODE HERE``.
     Markdown: the first line (its heading) and a space for the answers."""
     if cell.cell_type == "markdown":
-        return "\n\n".join([cell.source.splitlines()[0] if cell.source else "", ANSWER_PLACEHOLDER])
+        return "\n\n".join([cell.source.splitlines()[0] if cell.source else "", ANSWER_PLACEHOLDERS[lang]])
     header = itertools.takewhile(lambda line: line.startswith("#"), cell.source.splitlines())
     return "\n".join([*header, PLACEHOLDER])
 
 
 def student_notebook(nb: nbformat.NotebookNode, name: str = "", repository: str = REPOSITORY,
-                     folder: str = STUDENT_FOLDER) -> nbformat.NotebookNode:
-    """A copy of ``nb`` with placeholders for its solution cells and no outputs (cell ids kept); with a
-    ``name``, its badge and install cell open ``folder/name`` in ``repository``."""
+                     folder: str = STUDENT_FOLDER, lang: str = "en") -> nbformat.NotebookNode:
+    """A copy of ``nb`` with placeholders (in ``lang``) for its solution cells and no outputs (cell ids kept);
+    with a ``name``, its badge and install cell open ``folder/name`` in ``repository``."""
     nb = copy.deepcopy(nb)
     if name:
         set_links(nb, name, repository, folder)
     nb.metadata.pop("widgets", None)  # saved widget state is output too
     for cell in nb.cells:
         if is_solution(cell):
-            cell.source = placeholder_source(cell)
+            cell.source = placeholder_source(cell, lang)
             cell.metadata["tags"] = [EXERCISE_TAG if tag == SOLUTION_TAG else tag for tag in cell.metadata["tags"]]
         if cell.cell_type == "code":
             cell.outputs = []
@@ -68,7 +68,7 @@ def _read(path: Path) -> str | None:
 
 
 def write_student_copy(notebooks: Sequence[Path], out: Path, repository: str = REPOSITORY,
-                       folder: str = STUDENT_FOLDER) -> list[Path]:
+                       folder: str = STUDENT_FOLDER, lang: str = "en") -> list[Path]:
     """Write the student copy of ``notebooks`` into ``out``; returns its files (identical ones are not rewritten).
     Its badges and install cells open the copy published as ``folder`` in ``repository``.
 
@@ -85,7 +85,7 @@ def write_student_copy(notebooks: Sequence[Path], out: Path, repository: str = R
         except (OSError, ValueError) as error:
             raise CatdogError(f"{path}: cannot read the notebook ({error}).") from None
         name = Path(path).name
-        texts[out / name] = nbformat.writes(student_notebook(nb, name, repository, folder)) + "\n"
+        texts[out / name] = nbformat.writes(student_notebook(nb, name, repository, folder, lang)) + "\n"
     for target, text in texts.items():
         if target.exists() and _read(target) != text:
             raise CatdogError(f"{target} already exists and differs from a fresh student copy (a student's "
