@@ -3,7 +3,8 @@
 #   make test  - the test suite (notebooks included)
 #   make test-browser - every notebook run through JupyterLab's UI in headless Chromium
 #   make student - the student copy: notebooks without solutions or outputs, in student/ (Korean: student/ko/)
-#   make korean  - the Korean edition notebooks/ko/ from the English notebooks and notebooks/ko/translations/
+#   make korean  - the Korean edition notebooks/ko/ from the English notebooks and notebooks/ko/translations/,
+#                  and its executed edition docs/executed/ko/ (the English edition's outputs)
 #   make executed - the teacher's executed edition: the six notebooks run in full mode, with outputs, in docs/executed/
 #   make repository URL=https://github.com/OWNER/NAME - the one place the repository is named
 PYTHON ?= $(shell command -v python3.11 || command -v python3)
@@ -45,6 +46,7 @@ student: $(STAMP)
 # list the markdown cells still to translate (tests/test_korean.py fails while any is missing or stale).
 korean: $(STAMP)
 	$(BIN)/python tools/korean.py
+	$(BIN)/python tools/executed.py --korean
 
 # Name the course's repository once: `make repository URL=https://github.com/OWNER/NAME` rewrites the badges,
 # install cells, README and pyproject (tools/repository.py); the installs pin the tag v<package version>.

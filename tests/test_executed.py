@@ -26,9 +26,10 @@ NUMBER = re.compile(r"(?<![\w.])(\d[\d,]*(?:\.\d+)?\s?%|\d[\d,]*\.\d+)(?![\w.]*\
 LINK = re.compile(r"\]\([^)]*\)|https?://\S+")
 
 
-def notebooks() -> dict[str, tuple[nbformat.NotebookNode, nbformat.NotebookNode]]:
-    return {name: (nbformat.read(REPO / "notebooks" / name, as_version=4),
-                   nbformat.read(EXECUTED / name, as_version=4)) for name in NOTEBOOK_NAMES}
+def notebooks(lang: str = "") -> dict[str, tuple[nbformat.NotebookNode, nbformat.NotebookNode]]:
+    """{name: (the notebook, its executed edition)}, in English or (lang "ko") in Korean."""
+    return {name: (nbformat.read(REPO / "notebooks" / lang / name, as_version=4),
+                   nbformat.read(EXECUTED / lang / name, as_version=4)) for name in NOTEBOOK_NAMES}
 
 
 def quoted_numbers(markdown: str) -> list[str]:
@@ -69,10 +70,24 @@ def test_the_executed_edition_is_the_current_notebook_run_in_full_mode(name):
 
 
 @pytest.mark.parametrize("name", NOTEBOOK_NAMES)
-def test_every_number_the_prose_quotes_is_printed_by_the_notebook(name):
+def test_the_korean_executed_edition_is_the_korean_text_over_the_same_outputs(name):
+    korean = nbformat.read(EXECUTED / "ko" / name, as_version=4)
+    assert nbformat.writes(korean) == nbformat.writes(tool.korean_edition(name)), \
+        f"docs/executed/ko/{name} is stale: run `make korean`"
+    source, english = nbformat.read(REPO / "notebooks" / "ko" / name, as_version=4), notebooks()[name][1]
+    assert [c.source for c in korean.cells[1:]] == [c.source for c in source.cells]
+    assert [c.outputs for c in korean.cells if c.cell_type == "code"] == \
+        [c.outputs for c in english.cells if c.cell_type == "code"]  # the English edition's full-mode outputs
+    header = korean.cells[0].source
+    assert "전체 모드" in header and "real photos" in header and english.cells[0].source.split("  \n")[1][10:] in header
+
+
+@pytest.mark.parametrize("lang", ["", "ko"])
+@pytest.mark.parametrize("name", NOTEBOOK_NAMES)
+def test_every_number_the_prose_quotes_is_printed_by_the_notebook(name, lang):
     if not TUTORIAL.is_file():
         pytest.skip(f"the seed tutorial is not at {TUTORIAL} (quotes from it cannot be checked)")
-    source, executed = notebooks()[name]
+    source, executed = notebooks(lang)[name]
     printed = "\n".join(tool.printed(cell) for cell in executed.cells if cell.cell_type == "code")
     code = "\n".join(cell.source for cell in source.cells if cell.cell_type == "code")
     tutorial = TUTORIAL.read_text(encoding="utf-8")
@@ -124,3 +139,29 @@ def test_prose_only_edits_reach_the_edition_without_a_run_and_code_edits_do_not(
     nbformat.write(source, tmp_path / "notebooks" / "x.ipynb")
     assert "make executed" in tool.copy_prose("x.ipynb")
     assert nbformat.read(tmp_path / "edition" / "x.ipynb", as_version=4).cells[2].source == "print(2 + 2)"
+
+
+def test_the_korean_edition_is_written_only_over_the_same_code(tmp_path, monkeypatch):
+    v4 = nbformat.v4
+    for folder in ("notebooks/ko", "edition/ko"):
+        (tmp_path / folder).mkdir(parents=True)
+    monkeypatch.setattr(tool, "REPO", tmp_path)
+    monkeypatch.setattr(tool, "OUT", tmp_path / "edition")
+    monkeypatch.setattr(tool, "KOREAN_OUT", tmp_path / "edition" / "ko")
+    header = tool.header("x.ipynb", 12.3, "a CPU (AVX2: AVX2), 2 cores, cpu, torch 2", ["data: photos (real photos)"])
+    ran = v4.new_code_cell("print(2 + 2)", outputs=[v4.new_output("stream", name="stdout", text="4\n")])
+    nbformat.write(v4.new_notebook(cells=[header, v4.new_markdown_cell("Two and two."), ran]),
+                   tmp_path / "edition" / "x.ipynb")
+    korean = v4.new_notebook(cells=[v4.new_markdown_cell("둘 더하기 둘."), v4.new_code_cell("print(2 + 2)")])
+    nbformat.write(korean, tmp_path / "notebooks" / "ko" / "x.ipynb")
+
+    assert tool.write_korean(["x.ipynb"]) is None
+    edition = nbformat.read(tmp_path / "edition" / "ko" / "x.ipynb", as_version=4)
+    assert [c.source for c in edition.cells[1:]] == ["둘 더하기 둘.", "print(2 + 2)"]
+    assert edition.cells[2].outputs[0].text == "4\n"
+    assert "12초" in edition.cells[0].source and "a CPU (AVX2: AVX2)" in edition.cells[0].source
+
+    korean.cells[1].source = "print(2 + 3)"
+    nbformat.write(korean, tmp_path / "notebooks" / "ko" / "x.ipynb")
+    assert "x.ipynb" in tool.write_korean(["x.ipynb"])
+    assert nbformat.read(tmp_path / "edition" / "ko" / "x.ipynb", as_version=4).cells[2].source == "print(2 + 2)"

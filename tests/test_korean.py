@@ -117,5 +117,5 @@ def test_the_korean_readme_gives_the_same_two_commands_and_opens_the_korean_note
     text = (REPO / "README.ko.md").read_text(encoding="utf-8")
     assert "make run" in text and "make test" in text and "make korean" in text and "--lang ko" in text
     for name in config.NOTEBOOK_NAMES:
-        assert f"notebooks/ko/{name}" in text, name
+        assert f"notebooks/ko/{name}" in text and f"(docs/executed/ko/{name})" in text, name
     assert "README.ko.md" in (REPO / "README.md").read_text(encoding="utf-8")

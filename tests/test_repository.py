@@ -69,9 +69,10 @@ def test_make_repository_leaves_no_old_url_in_a_copy_of_the_checkout(tmp_path: P
         text = texts[copy / "notebooks" / name]
         assert f"github/a-teacher/cats-class/blob/{notebook.RELEASE}/notebooks/{name}" in text
         assert f"git+{new}@{notebook.RELEASE}" in text
-        korean = texts[copy / "notebooks" / "ko" / name]  # the Korean edition opens itself in its own folder
-        assert f"github/a-teacher/cats-class/blob/{notebook.RELEASE}/notebooks/ko/{name}" in korean
-        assert f"git+{new}@{notebook.RELEASE}" in korean
+        for korean in (texts[copy / "notebooks" / "ko" / name],  # the Korean editions open the Korean notebook
+                       (copy / "docs" / "executed" / "ko" / name).read_text(encoding="utf-8")):
+            assert f"github/a-teacher/cats-class/blob/{notebook.RELEASE}/notebooks/ko/{name}" in korean
+            assert f"git+{new}@{notebook.RELEASE}" in korean
 
 
 def test_make_repository_refuses_what_is_not_a_github_url(tmp_path: Path) -> None:

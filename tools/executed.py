@@ -11,13 +11,18 @@ is printed by it.
     .venv/bin/python tools/executed.py [NAME.ipynb ...]   # default: all six (05 and 06 use 04's run)
     .venv/bin/python tools/executed.py --prose NAME.ipynb  # after a markdown-only edit: its text, the outputs kept
 
+    .venv/bin/python tools/executed.py --korean [NAME.ipynb ...]  # the Korean edition (`make korean` runs it)
+
 `--prose` runs nothing: where the notebook's code cells are those of the edition, it takes the notebook's markdown
-cells into the edition (prose does not change what the code prints); any code edit needs the full run.
+cells into the edition (prose does not change what the code prints); any code edit needs the full run. The Korean
+edition, `docs/executed/ko/`, is made the same way from `notebooks/ko/` (the same code, so the same outputs): every
+run of this tool and `make korean` rewrite it.
 """
 
 from __future__ import annotations
 
 import base64
+import copy
 import io
 import os
 import re
@@ -28,8 +33,11 @@ from pathlib import Path
 
 import nbformat
 
+from catdog_lib.config import NOTEBOOK_NAMES
+
 REPO = Path(__file__).resolve().parent.parent
 OUT = REPO / "docs" / "executed"
+KOREAN_OUT = OUT / "ko"
 BENCHMARKS = REPO / "docs" / "BENCHMARKS.md"
 RUNS = REPO / "runs" / "executed"  # the edition's own course folder runs: 05 and 06 find 04's model there
 MAX_WIDTH = 800
@@ -41,6 +49,7 @@ PAIRED = re.compile(
     r".+? was wrong on (?P<better>\d+), the reverse on (?P<worse>\d+)\n"
     r"McNemar p = (?P<p>\S+); 95% bootstrap interval of .+?: (?P<low>\S+) to (?P<high>\S+)\n(?P<verdict>.+)$",
     re.MULTILINE)
+HEADER_FACTS = re.compile(r"on (?P<date>\d{4}-\d{2}-\d{2}) by `make executed`, in (?P<seconds>\d+) s\.")
 SPREAD = re.compile(r"^.*\d\.\d{3} ± \d\.\d{3} \(sd over \d+ seeds; .*$", re.MULTILINE)
 
 
@@ -129,24 +138,70 @@ def header(name: str, seconds: float, machine: str, data: list[str]) -> nbformat
     return nbformat.v4.new_markdown_cell("  \n".join(lines), id="executed-edition")  # a line break each
 
 
-def copy_prose(name: str) -> str | None:
-    """The notebook's markdown cells into its edition, outputs kept; why not, when its code changed."""
-    source = nbformat.read(REPO / "notebooks" / name, as_version=4)
-    edition = nbformat.read(OUT / name, as_version=4)
+def with_prose(source: nbformat.NotebookNode, edition: nbformat.NotebookNode) -> nbformat.NotebookNode | None:
+    """The edition (its header cell first) with the source notebook's markdown cells and its own outputs; None when
+    the two notebooks' code differs."""
     ran = [cell for cell in edition.cells[1:] if cell.cell_type == "code"]
     if [cell.source for cell in ran] != [cell.source for cell in source.cells if cell.cell_type == "code"]:
+        return None
+    outputs, merged = iter(ran), copy.deepcopy(edition)
+    merged.cells[1:] = [copy.deepcopy(next(outputs)) if cell.cell_type == "code" else cell for cell in source.cells]
+    return merged
+
+
+def copy_prose(name: str) -> str | None:
+    """The notebook's markdown cells into its edition, outputs kept; why not, when its code changed."""
+    merged = with_prose(nbformat.read(REPO / "notebooks" / name, as_version=4), nbformat.read(OUT / name, as_version=4))
+    if merged is None:
         return f"{name}: its code cells changed since the edition ran: run `make executed`"
-    outputs = iter(ran)
-    edition.cells[1:] = [next(outputs) if cell.cell_type == "code" else cell for cell in source.cells]
-    nbformat.write(edition, OUT / name)
+    nbformat.write(merged, OUT / name)
     return None
+
+
+def korean_header(english: str, name: str) -> nbformat.NotebookNode:
+    """The Korean edition's first cell: the English header's facts (machine, data) under a Korean first line."""
+    facts, lines = HEADER_FACTS.search(english), english.split("  \n")
+    first = (f"> **실행본(한국어)** `notebooks/ko/{name}`: 수업 전에 읽도록 {facts['date']}에 "
+             f"`make executed`가 **전체 모드**로 처음부터 끝까지 실행했습니다({facts['seconds']}초). "
+             f"코드가 영문판과 같으므로 출력은 영문 실행본 `docs/executed/{name}`의 출력 그대로입니다.")
+    last = ("> 고쳐서 실행하려면 `notebooks/ko/`의 노트북을 여세요. "
+            "이 사본은 `make korean`이 다시 만들며, 직접 고치지 않습니다.")
+    machine = [line.replace("> Machine:", "> 실행한 컴퓨터:", 1) for line in lines[1:-1]]
+    return nbformat.v4.new_markdown_cell("  \n".join([first, *machine, last]), id="executed-edition")
+
+
+def korean_edition(name: str) -> nbformat.NotebookNode | None:
+    """The Korean executed edition of ``name``: notebooks/ko's text with the English edition's outputs."""
+    english = nbformat.read(OUT / name, as_version=4)
+    merged = with_prose(nbformat.read(REPO / "notebooks" / "ko" / name, as_version=4), english)
+    if merged is not None:
+        merged.cells[0] = korean_header(english.cells[0].source, name)
+    return merged
+
+
+def write_korean(names: list[str]) -> str | None:
+    """Write docs/executed/ko/ for ``names``; why not, for a notebook whose Korean code is not the edition's."""
+    KOREAN_OUT.mkdir(parents=True, exist_ok=True)
+    stale = []
+    for name in names:
+        if (edition := korean_edition(name)) is None:
+            stale.append(name)
+        else:
+            nbformat.write(edition, KOREAN_OUT / name)
+    return f"not written (the code differs from the English edition's: `make korean`, then `make executed`): " \
+           f"{', '.join(stale)}" if stale else None
 
 
 def main(names: list[str]) -> int:
     if names[:1] == ["--prose"]:
         problems = [problem for name in names[1:] if (problem := copy_prose(name))]
+        problems += [problem] if not problems and (problem := write_korean(names[1:])) else []
         print("\n".join(problems) or f"prose copied into the edition: {', '.join(names[1:])}")
         return 1 if problems else 0
+    if names[:1] == ["--korean"]:
+        problem = write_korean(names[1:] or list(NOTEBOOK_NAMES))
+        print(problem or f"Korean executed edition written to {KOREAN_OUT.relative_to(REPO)}/")
+        return 1 if problem else 0
     os.environ.pop("CATDOG_FAST", None)
     os.environ["CATDOG_RUNS_DIR"] = str(RUNS)
     os.environ["CATDOG_HOME"] = str(REPO)
@@ -178,6 +233,9 @@ def main(names: list[str]) -> int:
             nbformat.write(nb, OUT / name)
             print(f"  {result.seconds:.0f} s -> {OUT / name}")
     write_lesson_results({path.name: nbformat.read(path, as_version=4) for path in sorted(OUT.glob("*.ipynb"))})
+    if problem := write_korean(chosen):
+        print(f"Korean executed edition {problem}")
+        return 1
     return 0
 
 
