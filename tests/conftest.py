@@ -3,6 +3,7 @@ and subprocesses that really lack the power to bypass file permissions (tests ru
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import dataclasses
 import io
@@ -82,6 +83,17 @@ def make_dataset(root: str | Path, per_class: int | dict[str, int] = 5,
         for i in range(count):
             make_image(root / name / f"{name.lower()}.{i}.jpg", size=size, color=color)
     return root
+
+
+@contextlib.contextmanager
+def full_mode_course(base: Path, per_class: int) -> Iterator[Path]:
+    """Notebooks in full mode (no CATDOG_FAST) with their runs and feature cache under ``base`` (kernels inherit the
+    environment), on a dataset of ``per_class`` small photos per class there: yields the dataset's root."""
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("CATDOG_RUNS_DIR", str(base / "runs"))
+        patch.setenv("CATDOG_CACHE_DIR", str(base / "cache"))
+        patch.delenv("CATDOG_FAST", raising=False)
+        yield make_dataset(base / "data", per_class, size=(64, 64))
 
 
 def png_claiming(width: int, height: int) -> bytes:

@@ -16,7 +16,7 @@ from catdog_lib.errors import CatdogError
 from catdog_lib.data.layout import find_dataset
 from catdog_lib.data.split import Split, stratified_split
 from catdog_lib.train.training import TrainConfig, train
-from conftest import make_dataset
+from conftest import full_mode_course, make_dataset
 from test_notebook_effects import run_notebook
 
 SEED_01, SEED_04, SEED_03 = 3, 7, 7  # a student edits SEED in each notebook, differently
@@ -39,11 +39,7 @@ def course(tmp_path_factory: pytest.TempPathFactory) -> dict:
     """Notebook 01 with SEED 3 and VALID_FRACTION 0.3, then 04 and 03 with SEED 7, solutions included; the
     exercises' runs go to folders the test reads instead of temporary ones."""
     base = tmp_path_factory.mktemp("leakage")
-    data = make_dataset(base / "data", 24, size=(64, 64))
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setenv("CATDOG_RUNS_DIR", str(base / "runs"))
-        patch.setenv("CATDOG_CACHE_DIR", str(base / "cache"))
-        patch.delenv("CATDOG_FAST", raising=False)
+    with full_mode_course(base, 24) as data:
         run_notebook("01_download_data.ipynb", {"SEED": SEED_01, "VALID_FRACTION": VALID_FRACTION,
                                                  "DATA_DIR": str(data)})
         (base / "ex04").mkdir()

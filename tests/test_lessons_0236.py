@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from catdog_lib import compare
-from conftest import make_dataset
+from conftest import full_mode_course
 from test_notebook_effects import outputs, run_notebook
 
 
@@ -37,11 +37,7 @@ SETTINGS_03 = {"SEED": 7, "SEEDS": 2, "PER_CLASS": 3, "EPOCHS": 2, "BATCH_SIZE":
 def notebook_03(tmp_path_factory: pytest.TempPathFactory) -> str:
     """Notebook 03 in full mode on 12 photos per class, with section 5's knobs changed: its printed text."""
     base = tmp_path_factory.mktemp("lesson03")
-    data = make_dataset(base / "data", 12, size=(64, 64))
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setenv("CATDOG_RUNS_DIR", str(base / "runs"))
-        patch.setenv("CATDOG_CACHE_DIR", str(base / "cache"))
-        patch.delenv("CATDOG_FAST", raising=False)
+    with full_mode_course(base, 12) as data:
         return outputs(run_notebook("03_augmentation.ipynb", {**SETTINGS_03, "DATA_DIR": str(data)}))
 
 

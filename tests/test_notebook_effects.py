@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import math
-from pathlib import Path
 
 import nbformat
 import pytest
@@ -20,7 +19,7 @@ from catdog_lib.model.checkpoint import load_checkpoint
 from catdog_lib.classroom.runner import NOTEBOOK_DIR
 from catdog_lib.errors import CatdogError
 from catdog_lib.train.training import TrainConfig, train
-from conftest import make_dataset
+from conftest import full_mode_course
 
 SETTINGS_04 = {"EPOCHS": 3, "BATCH_SIZE": 8, "LEARNING_RATE": 0.004, "FLIP_P": 0.6, "ARCH": "efficientnet_lite0"}
 VALID_FRACTION = 0.3
@@ -54,11 +53,7 @@ def outputs(nb: nbformat.NotebookNode) -> str:
 def course_env(tmp_path_factory: pytest.TempPathFactory) -> dict:
     """A small dataset, and runs and caches of their own (the kernels inherit the environment)."""
     base = tmp_path_factory.mktemp("effects")
-    data = make_dataset(base / "data", PHOTOS_PER_CLASS, size=(64, 64))
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setenv("CATDOG_RUNS_DIR", str(base / "runs"))
-        patch.setenv("CATDOG_CACHE_DIR", str(base / "cache"))
-        patch.delenv("CATDOG_FAST", raising=False)
+    with full_mode_course(base, PHOTOS_PER_CLASS) as data:
         yield {"data": str(data), "runs": base / "runs", "base": base}
 
 
