@@ -161,7 +161,8 @@ def copy_prose(name: str) -> str | None:
 def korean_header(english: str, name: str) -> nbformat.NotebookNode:
     """The Korean edition's first cell: the English header's facts (machine, data) under a Korean first line."""
     facts, lines = HEADER_FACTS.search(english), english.split("  \n")
-    first = (f"> **실행본(한국어)** `notebooks/ko/{name}`: 수업 전에 읽도록 {facts['date']}에 "
+    year, month, day = (int(part) for part in facts["date"].split("-"))
+    first = (f"> **실행본(한국어)** `notebooks/ko/{name}`: 수업 전에 읽도록 {year}년 {month}월 {day}일에 "
              f"`make executed`가 **전체 모드**로 처음부터 끝까지 실행했습니다({facts['seconds']}초). "
              f"코드가 영문판과 같으므로 출력은 영문 실행본 `docs/executed/{name}`의 출력 그대로입니다.")
     last = ("> 고쳐서 실행하려면 `notebooks/ko/`의 노트북을 여세요. "
