@@ -11,6 +11,7 @@ import struct
 import os
 import socket
 import shutil
+import signal
 import stat
 import subprocess
 import sys
@@ -251,6 +252,15 @@ def free_port() -> int:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         return probe.getsockname()[1]
+
+
+def ctrl_c_reaches() -> dict:
+    """Popen arguments for a server a test stops with Ctrl-C, so that SIGINT reaches it as from a terminal: a test
+    run started in the background by a shell without job control has SIGINT ignored, children inherit that, and
+    Python then never raises KeyboardInterrupt (Windows has no such inheritance: nothing to do)."""
+    if os.name != "posix":
+        return {}
+    return {"preexec_fn": lambda: signal.signal(signal.SIGINT, signal.SIG_DFL)}
 
 
 def catdog_command() -> list[str]:

@@ -503,7 +503,7 @@ def test_the_demo_on_all_addresses_warns_and_keeps_uploads_private_and_removes_t
     import signal
     import time
 
-    from conftest import catdog_command, free_port
+    from conftest import catdog_command, ctrl_c_reaches, free_port
 
     checkpoint = make_checkpoint(tmp_path / "best.pt", ["cats", "dogs"])
     port = free_port()
@@ -513,7 +513,7 @@ def test_the_demo_on_all_addresses_warns_and_keeps_uploads_private_and_removes_t
     with open(out, "w") as stdout, open(err, "w") as stderr:
         server = subprocess.Popen([*catdog_command(), "demo", "--checkpoint", checkpoint, "--host", "0.0.0.0",
                                    "--port", str(port)], stdout=stdout, stderr=stderr,
-                                  env=subprocess_env(GRADIO_TEMP_DIR=str(chosen)))
+                                  env=subprocess_env(GRADIO_TEMP_DIR=str(chosen)), **ctrl_c_reaches())
     try:
         deadline = time.monotonic() + 240
         while "open http" not in out.read_text():

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import catdog_command, free_port, subprocess_env
+from conftest import catdog_command, ctrl_c_reaches, free_port, subprocess_env
 from trained import real_photos, train_on_real_photos
 
 CHROMIUM = Path("/usr/bin/chromium")
@@ -47,7 +47,7 @@ def demo_url(data_root: Path, tmp_path_factory: pytest.TempPathFactory) -> Itera
     with open(log, "w") as out, open(errors, "w") as err:
         server = subprocess.Popen([*catdog_command(), "demo", "--checkpoint", str(checkpoint), "--port",
                                    str(free_port())], stdout=out, stderr=err,
-                                  env=subprocess_env(GRADIO_TEMP_DIR=str(base / "uploads")))
+                                  env=subprocess_env(GRADIO_TEMP_DIR=str(base / "uploads")), **ctrl_c_reaches())
     try:
         deadline = time.monotonic() + START_TIMEOUT
         while "open http" not in log.read_text():
